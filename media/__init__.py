@@ -1,0 +1,1 @@
+"""Muster media domain."""

@@ -1,0 +1,1 @@
+"""Muster rooms domain."""

@@ -1,0 +1,1 @@
+"""Muster kernel: settings, logging, errors, auth, audit, storage, gateway and HTTP plumbing."""

@@ -1,0 +1,1 @@
+"""Storage ports (typing.Protocol) and their adapters: sqlite/ (embedded) and mongo/ (production)."""

@@ -1,0 +1,15 @@
+"""The embedded SQLite backend: one file in WAL mode."""
+
+from __future__ import annotations
+
+from server.storage.sqlite.audit import SqliteAudit
+from server.storage.sqlite.departments import SqliteDepartments
+from server.storage.sqlite.devices import SqliteDevices
+from server.storage.sqlite.users import SqliteUsers
+
+
+class SqliteStorage(SqliteDepartments, SqliteUsers, SqliteDevices, SqliteAudit):
+    """All kernel stores on one SQLite file."""
+
+
+__all__ = ["SqliteStorage"]

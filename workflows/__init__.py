@@ -1,0 +1,1 @@
+"""Muster workflows domain."""
