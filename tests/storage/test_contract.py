@@ -150,7 +150,7 @@ async def test_audit_append_and_conflict(storage: Storage) -> None:
     assert await storage.insert_audit_record(second) is True
     assert await storage.last_audit_record("admin") == second
     assert [r.seq async for r in storage.iter_audit_chain("admin")] == [1, 2]
-    assert [r async for r in storage.iter_audit_chain("admin")][0] == first
+    assert next(iter([r async for r in storage.iter_audit_chain("admin")])) == first
     assert await storage.list_audit_chains() == ["admin", "user:u1"]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
 
 from server.storage.records import User
 from server.storage.sqlite.db import SqliteBase

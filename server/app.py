@@ -1,0 +1,103 @@
+"""The composition root: picks adapters from settings, wires services, mounts routes and sockets."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from server.audit import views as audit_views
+from server.audit.service import AuditLog
+from server.auth import views as auth_views
+from server.auth.passwords import Passwords
+from server.auth.service import AuthService
+from server.auth.tokens import TokenService
+from server.bus import Bus, LocalBus, RedisBus
+from server.counters import Counters, MemoryCounters, RedisCounters
+from server.gateway.server import Gateway
+from server.http import ops
+from server.http.api import Api, openapi_document
+from server.http.middleware import make_middlewares
+from server.kernel import KERNEL, Kernel, authenticate_request
+from server.logging import get_logger
+from server.metrics import Metrics
+from server.org import views as org_views
+from server.org.service import OrgService
+from server.permissions import Permissions
+from server.settings import Settings
+from server.storage.ports import Storage
+
+VERSION = "0.1.0"
+log = get_logger("muster.app")
+
+
+def make_storage(settings: Settings) -> Storage:
+    """The one place that picks a storage adapter."""
+    if settings.storage.backend == "mongo":
+        from server.storage.mongo import MongoStorage
+
+        return MongoStorage(settings.storage.mongo_url, settings.storage.mongo_database)
+    from server.storage.sqlite import SqliteStorage
+
+    return SqliteStorage(settings.sqlite_file)
+
+
+def http_apis() -> list[Api]:
+    return [ops.api, auth_views.api, org_views.api, audit_views.api]
+
+
+def build_openapi(apis: Iterable[Api]) -> dict[str, object]:
+    return openapi_document(apis, title="Muster", version=VERSION)
+
+
+def create_app(
+    settings: Settings, *, storage: Storage | None = None, passwords: Passwords | None = None
+) -> web.Application:
+    """Build the application. Services start in cleanup_ctx and stop in reverse order."""
+    metrics = Metrics()
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=make_middlewares(metrics=metrics, cors_origins=settings.server.cors_origins),
+    )
+    store = storage or make_storage(settings)
+    redis: Redis | None = Redis.from_url(settings.redis.url) if settings.redis.url else None
+    bus: Bus = RedisBus(redis, settings.redis.prefix) if redis is not None else LocalBus()
+    counters: Counters = RedisCounters(redis, settings.redis.prefix) if redis is not None else MemoryCounters()
+    audit = AuditLog(store)
+    auth = AuthService(
+        storage=store, audit=audit, tokens=TokenService(settings.auth, settings.sso),
+        passwords=passwords or Passwords(), counters=counters, settings=settings.auth,
+    )
+    permissions = Permissions(audit)
+    org = OrgService(storage=store, audit=audit, auth=auth)
+    gateway = Gateway(settings=settings, auth=auth, metrics=metrics, bus=bus)
+    kernel = Kernel(settings=settings, storage=store, audit=audit, auth=auth, permissions=permissions, org=org,
+                    metrics=metrics, bus=bus, counters=counters, redis=redis, gateway=gateway)
+    app[KERNEL] = kernel
+
+    apis = http_apis()
+    for api in apis:
+        api.mount(app, authenticate_request)
+    app[ops.OPENAPI] = build_openapi(apis)
+    gateway.attach(app)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await store.open()
+        await bus.start()
+        log.info("muster started", storage=store.name, redis=bool(redis), mode=settings.server.mode)
+        yield
+        await bus.stop()
+        await store.close()
+        if redis is not None:
+            with contextlib.suppress(Exception):
+                await redis.aclose()
+
+    async def on_shutdown(app: web.Application) -> None:
+        # Before aiohttp closes connections: tell each socket and close it cleanly.
+        await gateway.close_all()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(on_shutdown)
+    return app

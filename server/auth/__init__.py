@@ -1,0 +1,1 @@
+"""Identity: passwords, tokens, devices, login throttling."""

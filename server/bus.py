@@ -1,0 +1,105 @@
+"""A small control bus between nodes: in-process on one node, Redis pub/sub on a cluster.
+
+The shape follows python-socketio's pub/sub manager: the base class does the
+dispatch, and an implementation only publishes and listens. It carries control
+messages (disconnect a revoked device's sockets everywhere), not chat traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from server.logging import get_logger
+
+Handler = Callable[[dict[str, Any]], Awaitable[None]]
+log = get_logger("muster.bus")
+
+
+class Bus:
+    """Topic-based publish/subscribe; every node's subscribers get every message."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, list[Handler]] = {}
+
+    def subscribe(self, topic: str, handler: Handler) -> None:
+        self._handlers.setdefault(topic, []).append(handler)
+
+    async def start(self) -> None:
+        """Begin listening."""
+
+    async def stop(self) -> None:
+        """Stop listening."""
+
+    async def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def _dispatch(self, topic: str, payload: dict[str, Any]) -> None:
+        for handler in self._handlers.get(topic, []):
+            try:
+                await handler(payload)
+            except Exception:
+                log.exception("bus handler failed", topic=topic)
+
+
+class LocalBus(Bus):
+    async def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        await self._dispatch(topic, payload)
+
+
+class RedisBus(Bus):
+    """Redis pub/sub on one channel per deployment, with reconnects.
+
+    A listener that loses its connection resubscribes instead of dying silently.
+    """
+
+    def __init__(self, redis: Redis, prefix: str, *, retry_delay: float = 0.5) -> None:
+        super().__init__()
+        self._redis = redis
+        self._channel = f"{prefix}:bus"
+        self._retry_delay = retry_delay
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="muster-bus")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout=5)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        await self._redis.publish(self._channel, json.dumps({"t": topic, "p": payload}))
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                self._ready.set()
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    try:
+                        data = json.loads(message["data"])
+                        await self._dispatch(str(data["t"]), dict(data["p"]))
+                    except (ValueError, KeyError, TypeError):
+                        log.warning("bus message ignored: not a Muster message")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("bus connection lost; resubscribing", error=str(exc))
+                await asyncio.sleep(self._retry_delay)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()

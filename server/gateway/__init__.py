@@ -1,0 +1,1 @@
+"""The Socket.IO gateway: authenticated connections and validated events with error acks."""

@@ -1,0 +1,223 @@
+"""python-socketio AsyncServer on the aiohttp app.
+
+A connection carries an access token (``auth={"token": ...}``, or an
+``Authorization: Bearer`` header); it is checked at connect and refused with a clear
+reason. The connection is bound to the user and device, and joins the rooms
+``user:<id>`` and ``device:<id>``. Every event is validated into its payload model
+and answered with an ack ``{"data": ...}`` or ``{"error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import socketio
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from server.auth.service import AuthService, Principal
+from server.bus import Bus
+from server.errors import AppError, BadRequest, Unauthorized, error_body
+from server.logging import get_logger
+from server.metrics import Metrics
+from server.schemas import Payload
+from server.settings import Settings
+from server.storage.records import Device
+
+log = get_logger("muster.gateway")
+P = TypeVar("P", bound=BaseModel)
+EventHandler = Callable[["SocketContext", Any], Awaitable[Any]]
+DISCONNECT_TOPIC = "sockets.disconnect"
+
+
+@dataclass
+class SocketContext:
+    """Who is on the other end of a socket, and until when their token is good."""
+
+    sid: str
+    principal: Principal
+    expires_at: float  # epoch seconds
+
+    @property
+    def user_id(self) -> str:
+        return self.principal.user_id
+
+    @property
+    def device_id(self) -> str:
+        return self.principal.device_id
+
+
+class RenewToken(Payload):
+    token: str
+
+
+def user_room(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def device_room(device_id: str) -> str:
+    return f"device:{device_id}"
+
+
+class Gateway:
+    def __init__(self, *, settings: Settings, auth: AuthService, metrics: Metrics, bus: Bus) -> None:
+        self._auth = auth
+        self._metrics = metrics
+        self._bus = bus
+        manager: socketio.AsyncManager
+        if settings.redis.url:
+            manager = socketio.AsyncRedisManager(settings.redis.url, channel=f"{settings.redis.prefix}:sio")
+        else:
+            manager = socketio.AsyncManager()
+        origins = settings.server.cors_origins
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            client_manager=manager,
+            cors_allowed_origins="*" if "*" in origins else (origins or None),
+            logger=False,
+            engineio_logger=False,
+            max_http_buffer_size=1_000_000,
+        )
+        self._contexts: dict[str, SocketContext] = {}
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.on("whoami")(self._whoami)
+        self.on("auth.renew", RenewToken)(self._renew)
+        bus.subscribe(DISCONNECT_TOPIC, self._on_disconnect_request)
+        auth.on_device_revoked(self._device_revoked)
+
+    def attach(self, app: web.Application) -> None:
+        self.sio.attach(app, socketio_path="socket.io")
+
+    @property
+    def local_connections(self) -> int:
+        return len(self._contexts)
+
+    # -- connections -----------------------------------------------------------------
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = ""
+        if isinstance(auth, dict) and isinstance(auth.get("token"), str):
+            token = auth["token"]
+        else:
+            header = str(environ.get("HTTP_AUTHORIZATION", ""))
+            if header.lower().startswith("bearer "):
+                token = header[7:].strip()
+        try:
+            if not token:
+                raise Unauthorized("connect with auth={token: <access token>}", code="auth.unauthenticated")
+            principal = await self._auth.authenticate(token)
+            claims_exp = float(self._auth.token_expiry(token))
+        except AppError as exc:
+            self._metrics.socket_connects.labels("refused").inc()
+            log.info("socket refused", code=exc.code, sid=sid)
+            raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict()) from None
+        self._contexts[sid] = SocketContext(sid=sid, principal=principal, expires_at=claims_exp)
+        await self.sio.enter_room(sid, user_room(principal.user_id))
+        await self.sio.enter_room(sid, device_room(principal.device_id))
+        self._metrics.socket_connects.labels("accepted").inc()
+        self._metrics.sockets.inc()
+        log.info("socket connected", sid=sid, user_id=principal.user_id, device_id=principal.device_id)
+
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        if self._contexts.pop(sid, None) is not None:
+            self._metrics.sockets.dec()
+            log.info("socket disconnected", sid=sid, reason=str(reason))
+
+    async def _device_revoked(self, device: Device) -> None:
+        await self.disconnect_room(device_room(device.id), reason="device_revoked")
+
+    async def disconnect_room(self, room: str, *, reason: str) -> None:
+        """Close every socket in `room` on every node."""
+        await self._bus.publish(DISCONNECT_TOPIC, {"room": room, "reason": reason})
+
+    async def _on_disconnect_request(self, message: dict[str, Any]) -> None:
+        room, reason = str(message.get("room", "")), str(message.get("reason", ""))
+        for sid, _eio_sid in list(self.sio.manager.get_participants("/", room)):
+            if sid not in self._contexts:
+                continue
+            await self.sio.emit("session.ended", {"reason": reason}, to=sid)
+            await self.sio.disconnect(sid, ignore_queue=True)
+
+    async def close_all(self) -> None:
+        """Graceful shutdown: tell every local socket, then close it."""
+        for sid in list(self._contexts):
+            try:
+                await self.sio.emit("server.shutdown", {}, to=sid)
+                await self.sio.disconnect(sid, ignore_queue=True)
+            except Exception:  # a socket that is already gone
+                log.debug("socket already closed", sid=sid)
+        await self.sio.shutdown()
+
+    # -- events ----------------------------------------------------------------------
+
+    def on(self, event: str, model: type[P] | None = None) -> Callable[[EventHandler], EventHandler]:
+        """Register `handler(ctx, payload)`; its return value becomes the ack's `data`."""
+
+        def decorator(handler: EventHandler) -> EventHandler:
+            async def entry(sid: str, *args: Any) -> dict[str, Any]:
+                structlog.contextvars.clear_contextvars()
+                structlog.contextvars.bind_contextvars(sid=sid, event=event)
+                try:
+                    ctx = self._context(sid)
+                    structlog.contextvars.bind_contextvars(user_id=ctx.user_id, device_id=ctx.device_id)
+                    if len(args) > 1:
+                        raise BadRequest("send one payload object per event", code="request.invalid")
+                    data = args[0] if args else None
+                    payload = _validate(model, data) if model is not None else None
+                    if model is None and data not in (None, {}):
+                        raise BadRequest(f"{event} takes no payload", code="request.invalid")
+                    result = await handler(ctx, payload)
+                except AppError as exc:
+                    self._metrics.socket_events.labels(event, "refused").inc()
+                    log.info("event refused", code=exc.code, message=exc.message)
+                    return exc.to_dict()
+                except Exception:
+                    self._metrics.socket_events.labels(event, "error").inc()
+                    self._metrics.errors.labels("socket").inc()
+                    log.exception("unexpected error in socket event")
+                    return error_body("internal", "internal server error")
+                self._metrics.socket_events.labels(event, "ok").inc()
+                if isinstance(result, BaseModel):
+                    result = result.model_dump(mode="json")
+                return {"data": result}
+
+            self.sio.on(event, entry)
+            return handler
+
+        return decorator
+
+    def _context(self, sid: str) -> SocketContext:
+        ctx = self._contexts.get(sid)
+        if ctx is None:
+            raise Unauthorized("this connection is not signed in", code="auth.unauthenticated")
+        if ctx.expires_at < time.time():
+            raise Unauthorized("access token expired: send auth.renew with a new one", code="auth.token_expired")
+        return ctx
+
+    async def _whoami(self, ctx: SocketContext, _payload: None) -> dict[str, Any]:
+        return {"user_id": ctx.user_id, "device_id": ctx.device_id, "sid": ctx.sid,
+                "expires_at": int(ctx.expires_at * 1000)}
+
+    async def _renew(self, ctx: SocketContext, payload: RenewToken) -> dict[str, Any]:
+        principal = await self._auth.authenticate(payload.token)
+        if principal.user_id != ctx.user_id or principal.device_id != ctx.device_id:
+            raise BadRequest("the new token belongs to another user or device", code="auth.token_mismatch")
+        ctx.principal = principal
+        ctx.expires_at = float(self._auth.token_expiry(payload.token))
+        return {"expires_at": int(ctx.expires_at * 1000)}
+
+
+def _validate(model: type[P], data: Any) -> P:
+    if not isinstance(data, dict):
+        raise BadRequest("the payload must be an object", code="request.invalid")
+    try:
+        return model.model_validate(data, strict=True)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "payload"
+        raise BadRequest(f"invalid payload: {loc}: {err['msg']}", code="request.invalid") from None

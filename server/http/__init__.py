@@ -1,0 +1,1 @@
+"""HTTP plumbing: the typed route registry with its OpenAPI document, and middleware."""

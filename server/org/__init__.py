@@ -1,0 +1,1 @@
+"""Organisation and accounts: the department tree, users and their devices (the back office)."""
