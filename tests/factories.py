@@ -37,6 +37,14 @@ def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
     return load_settings(environ={}, overrides=overrides)
 
 
+class SocketRefused(socketio.exceptions.ConnectionError):
+    """The server refused a socket connection; `data` is what it said (its connect_error payload)."""
+
+    def __init__(self, data: Any) -> None:
+        super().__init__(f"socket connection refused: {data!r}")
+        self.data = data
+
+
 @dataclass
 class Session:
     """A signed-in user on one device."""
@@ -121,8 +129,17 @@ class Muster:
         """A real Socket.IO client connected over the real port (raises socketio.exceptions.ConnectionError)."""
         client = socketio.AsyncClient(reconnection=False)
         self.sockets.append(client)
-        await client.connect(self.url, auth=auth if auth is not None else {"token": token},
-                             transports=["websocket"], wait_timeout=wait)
+        refusals: list[Any] = []
+
+        async def on_connect_error(data: Any = None) -> None:
+            refusals.append(data)
+
+        client.on("connect_error", on_connect_error)
+        try:
+            await client.connect(self.url, auth=auth if auth is not None else {"token": token},
+                                 transports=["websocket"], wait_timeout=wait)
+        except socketio.exceptions.ConnectionError as exc:
+            raise SocketRefused(refusals[-1] if refusals else None) from exc
         return client
 
     async def close_sockets(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -106,7 +107,7 @@ class AuditLog:
         # Within one process, appends to a chain take turns; across nodes the
         # storage's unique (chain, seq) decides and the loser retries.
         async with self._lock(chain):
-            for _attempt in range(self._max_retries):
+            for attempt in range(self._max_retries):
                 last = await self._store.last_audit_record(chain)
                 draft = AuditRecord(
                     id=new_id(), chain=chain, seq=(last.seq + 1) if last else 1, at=self._clock(),
@@ -117,7 +118,9 @@ class AuditLog:
                 if await self._store.insert_audit_record(final):
                     log.info("audit", action=action, chain=chain, seq=final.seq, subject=f"{subject_type}:{subject_id}")
                     return final
-                await asyncio.sleep(0)
+                # Lost a race with another node: back off a random little while, so
+                # two nodes that keep colliding fall out of step.
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
         raise RuntimeError(f"audit chain {chain!r} stayed contended after {self._max_retries} tries")
 
     async def verify(self, chain: str | None = None) -> VerifyReport:

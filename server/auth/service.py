@@ -239,15 +239,19 @@ class AuthService:
             raise Forbidden("current password is wrong", code="auth.bad_credentials")
         await self.set_password(principal.user, new, actor_id=principal.user_id, actor_device_id=principal.device_id)
 
-    async def set_password(
-        self, user: User, password: str, *, actor_id: str | None, actor_device_id: str | None = None
-    ) -> User:
+    async def hash_new_password(self, password: str) -> str:
+        """Check a password chosen for an account and return its hash."""
         if len(password) < self._settings.password_min_length:
             raise BadRequest(
                 f"password must have at least {self._settings.password_min_length} characters",
                 code="auth.weak_password",
             )
-        updated = replace(user, password_hash=await self._passwords.hash(password), updated_at=now_ms())
+        return await self._passwords.hash(password)
+
+    async def set_password(
+        self, user: User, password: str, *, actor_id: str | None, actor_device_id: str | None = None
+    ) -> User:
+        updated = replace(user, password_hash=await self.hash_new_password(password), updated_at=now_ms())
         await self._storage.update_user(updated)
         await self._audit.record(
             chain=user_chain(user.id), action="auth.password_changed", subject_type="user", subject_id=user.id,

@@ -86,7 +86,7 @@ class Gateway:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.on("whoami")(self._whoami)
-        self.on("auth.renew", RenewToken)(self._renew)
+        self.on("auth.renew", RenewToken, allow_expired=True)(self._renew)
         bus.subscribe(DISCONNECT_TOPIC, self._on_disconnect_request)
         auth.on_device_revoked(self._device_revoked)
 
@@ -155,15 +155,21 @@ class Gateway:
 
     # -- events ----------------------------------------------------------------------
 
-    def on(self, event: str, model: type[P] | None = None) -> Callable[[EventHandler], EventHandler]:
-        """Register `handler(ctx, payload)`; its return value becomes the ack's `data`."""
+    def on(
+        self, event: str, model: type[P] | None = None, *, allow_expired: bool = False
+    ) -> Callable[[EventHandler], EventHandler]:
+        """Register `handler(ctx, payload)`; its return value becomes the ack's `data`.
+
+        Events are refused once the connection's access token has expired, except
+        those registered with `allow_expired` (auth.renew, which brings a new one).
+        """
 
         def decorator(handler: EventHandler) -> EventHandler:
             async def entry(sid: str, *args: Any) -> dict[str, Any]:
                 structlog.contextvars.clear_contextvars()
                 structlog.contextvars.bind_contextvars(sid=sid, event=event)
                 try:
-                    ctx = self._context(sid)
+                    ctx = self._context(sid, allow_expired=allow_expired)
                     structlog.contextvars.bind_contextvars(user_id=ctx.user_id, device_id=ctx.device_id)
                     if len(args) > 1:
                         raise BadRequest("send one payload object per event", code="request.invalid")
@@ -191,11 +197,11 @@ class Gateway:
 
         return decorator
 
-    def _context(self, sid: str) -> SocketContext:
+    def _context(self, sid: str, *, allow_expired: bool = False) -> SocketContext:
         ctx = self._contexts.get(sid)
         if ctx is None:
             raise Unauthorized("this connection is not signed in", code="auth.unauthenticated")
-        if ctx.expires_at < time.time():
+        if ctx.expires_at < time.time() and not allow_expired:
             raise Unauthorized("access token expired: send auth.renew with a new one", code="auth.token_expired")
         return ctx
 

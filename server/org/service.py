@@ -124,15 +124,15 @@ class OrgService:
         roles = _clean_roles(roles)
         if department_id is not None:
             await self.get_department(department_id)
+        password_hash = await self._auth.hash_new_password(password)
         now = now_ms()
         user = User(id=new_id(), username=username, display_name=display_name, department_id=department_id,
-                    title=title, roles=roles, disabled=False, password_hash=None, created_at=now, updated_at=now)
+                    title=title, roles=roles, disabled=False, password_hash=password_hash, created_at=now,
+                    updated_at=now)
         try:
             await self._storage.create_user(user)
         except StorageConflict:
             raise Conflict(f"username {username!r} is taken", code="user.username_taken") from None
-        user = await self._auth.set_password(user, password, actor_id=actor.user_id if actor else None,
-                                             actor_device_id=actor.device_id if actor else None)
         await self._record(actor, "user.create", "user", user.id, {
             "username": username, "display_name": display_name, "department_id": department_id,
             "title": title, "roles": list(roles),
@@ -158,6 +158,7 @@ class OrgService:
             raise BadRequest("you cannot disable yourself or remove your own admin role", code="user.self_lockout")
         if department_id is not None:
             await self.get_department(department_id)
+        new_hash = await self._auth.hash_new_password(password) if password is not None else None
         new_department = None if clear_department else (department_id or user.department_id)
         updated = replace(
             user,
@@ -166,6 +167,7 @@ class OrgService:
             title=title if title is not None else user.title,
             roles=_clean_roles(roles) if roles is not None else user.roles,
             disabled=disabled if disabled is not None else user.disabled,
+            password_hash=new_hash or user.password_hash,
             updated_at=now_ms(),
         )
         changes = {
@@ -173,12 +175,10 @@ class OrgService:
             for name in ("display_name", "department_id", "title", "roles", "disabled")
             if (new := getattr(updated, name)) != getattr(user, name)
         }
+        if new_hash is not None:
+            changes["password"] = "changed"  # noqa: S105 (a note in the audit record, never the password)
         if changes:
             await self._storage.update_user(updated)
-        if password is not None:
-            updated = await self._auth.set_password(updated, password, actor_id=actor.user_id if actor else None,
-                                                    actor_device_id=actor.device_id if actor else None)
-            changes["password"] = "changed"  # noqa: S105 (a note in the audit record, never the password)
         await self._record(actor, "user.update", "user", user_id, {"changes": changes})
         if updated.disabled and not user.disabled:
             # A disabled account is signed out everywhere at once.
