@@ -85,6 +85,7 @@ class Gateway:
         self._contexts: dict[str, SocketContext] = {}
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("*", self._on_unknown_event)
         self.on("whoami")(self._whoami)
         self.on("auth.renew", RenewToken, allow_expired=True)(self._renew)
         bus.subscribe(DISCONNECT_TOPIC, self._on_disconnect_request)
@@ -167,7 +168,7 @@ class Gateway:
         def decorator(handler: EventHandler) -> EventHandler:
             async def entry(sid: str, *args: Any) -> dict[str, Any]:
                 structlog.contextvars.clear_contextvars()
-                structlog.contextvars.bind_contextvars(sid=sid, event=event)
+                structlog.contextvars.bind_contextvars(sid=sid, socket_event=event)
                 try:
                     ctx = self._context(sid, allow_expired=allow_expired)
                     structlog.contextvars.bind_contextvars(user_id=ctx.user_id, device_id=ctx.device_id)
@@ -196,6 +197,11 @@ class Gateway:
             return handler
 
         return decorator
+
+    async def _on_unknown_event(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+        self._metrics.socket_events.labels("(unknown)", "refused").inc()
+        log.info("unknown event", socket_event=str(event)[:64], sid=sid)
+        return error_body("event.unknown", f"there is no event named {str(event)[:64]!r}")
 
     def _context(self, sid: str, *, allow_expired: bool = False) -> SocketContext:
         ctx = self._contexts.get(sid)
