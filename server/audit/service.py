@@ -120,7 +120,7 @@ class AuditLog:
                     return final
                 # Lost a race with another node: back off a random little while, so
                 # two nodes that keep colliding fall out of step.
-                await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # noqa: S311 (jitter, not a secret)
         raise RuntimeError(f"audit chain {chain!r} stayed contended after {self._max_retries} tries")
 
     async def verify(self, chain: str | None = None) -> VerifyReport:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import subprocess
 import sys
@@ -52,7 +53,7 @@ async def test_records_link_into_chains(store: SqliteStorage) -> None:
     chain = [r async for r in store.iter_audit_chain("admin")]
     assert [r.seq for r in chain] == [1, 2, 3, 4, 5]
     assert chain[0].prev_hash == GENESIS
-    for before, after in zip(chain, chain[1:], strict=False):
+    for before, after in itertools.pairwise(chain):
         assert after.prev_hash == before.hash
     assert all(record_hash(r) == r.hash for r in chain)
     report = await audit.verify()
@@ -135,7 +136,7 @@ async def test_cli_audit_verify_reports_the_edited_record(muster: Muster, settin
     ok = run_cli(settings, "audit", "verify")
     assert ok.returncode == 0, ok.stderr
     assert "intact" in ok.stdout
-    victim = [r for r in await _admin_chain(settings.sqlite_file) if r[1] == 2][0]
+    victim = next(r for r in await _admin_chain(settings.sqlite_file) if r[1] == 2)
     tamper(settings.sqlite_file, "UPDATE audit_log SET details = '{}' WHERE id = ?", (victim[0],))
     broken = run_cli(settings, "audit", "verify")
     assert broken.returncode == 1

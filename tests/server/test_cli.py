@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -86,7 +87,7 @@ async def test_run_with_demo_serves_and_shuts_down_cleanly(tmp_path: Path) -> No
                 except aiohttp.ClientError:
                     pass
                 assert time.monotonic() < deadline, "server did not become ready"
-                time.sleep(0.2)
+                await asyncio.sleep(0.2)
             for role in ("admin", "commander", "lead", "responder", "inspector"):
                 async with http.post(f"{base}/api/auth/login", json={
                     "username": role, "password": "muster-demo", "device_name": "demo", "device_kind": "console",

@@ -41,8 +41,8 @@ async def test_connection_is_bound_to_user_and_device(muster: Muster) -> None:
     assert got["b"] == [{"to": "user"}, {"to": "phone"}]
 
 
-async def _until(check: Any, timeout: float = 5) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _until(check: Any, within: float = 5) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not check():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
