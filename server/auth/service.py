@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
@@ -167,8 +168,9 @@ class AuthService:
         if claims.external:
             return await self._external_principal(claims)
         assert claims.user_id is not None and claims.device_id is not None
-        user = await self._storage.get_user(claims.user_id)
-        device = await self._storage.get_device(claims.device_id)
+        user, device = await asyncio.gather(
+            self._storage.get_user(claims.user_id), self._storage.get_device(claims.device_id)
+        )
         if user is None or device is None or device.user_id != user.id:
             raise Unauthorized("token refers to an unknown user or device", code="auth.invalid_token")
         if device.revoked:

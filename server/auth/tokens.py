@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -48,14 +50,16 @@ class TokenService:
         """Check signature, expiry, issuer and audience; raise Unauthorized with a precise code."""
         if not token or len(token) > 8192:
             raise Unauthorized("missing or oversized access token", code="auth.invalid_token")
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise Unauthorized("malformed access token", code="auth.invalid_token") from None
-        alg = header.get("alg")
-        if self._sso.issuer and unverified.get("iss") == self._sso.issuer:
-            return self._verify_external(token)
+        alg = _peek_alg(token)
+        if self._sso.issuer and alg in self._sso.algorithms:
+            # Only the identity provider signs with a public-key algorithm; the issuer is
+            # checked again when the signature is verified.
+            try:
+                unverified = jwt.decode(token, options={"verify_signature": False})
+            except jwt.PyJWTError:
+                raise Unauthorized("malformed access token", code="auth.invalid_token") from None
+            if unverified.get("iss") == self._sso.issuer:
+                return self._verify_external(token)
         if alg != "HS256":
             raise Unauthorized(f"token algorithm {alg!r} is not accepted", code="auth.invalid_token")
         claims = self._decode(token, self._auth.jwt_secret, ["HS256"], self._auth.issuer, self._auth.audience)
@@ -98,6 +102,18 @@ class TokenService:
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"access token refused: {exc}", code="auth.invalid_token") from None
         return claims
+
+
+def _peek_alg(token: str) -> str:
+    """The `alg` of a JWT header, read without verifying (PyJWT then parses the token once, not twice)."""
+    head = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, TypeError):
+        raise Unauthorized("malformed access token", code="auth.invalid_token") from None
+    if not isinstance(header, dict) or not isinstance(header.get("alg"), str):
+        raise Unauthorized("malformed access token", code="auth.invalid_token")
+    return str(header["alg"])
 
 
 def new_refresh_secret(device_id: str) -> tuple[str, str]:
