@@ -102,4 +102,4 @@ class RedisBus(Bus):
                 await asyncio.sleep(self._retry_delay)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

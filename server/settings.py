@@ -168,7 +168,7 @@ def _build(cls: type, values: dict[str, Any]) -> Any:
     kwargs = {}
     for f in fields(cls):
         sub = hints[f.name]
-        kwargs[f.name] = _build(sub, values[f.name]) if is_dataclass(sub) else values[f.name]
+        kwargs[f.name] = _build(sub, values[f.name]) if isinstance(sub, type) and is_dataclass(sub) else values[f.name]
     return cls(**kwargs)
 
 

@@ -22,8 +22,8 @@ from pydantic.json_schema import models_json_schema
 from server.auth.service import Principal
 from server.errors import AppError, BadRequest, Unauthorized
 
-B = TypeVar("B", bound=BaseModel)
-Q = TypeVar("Q", bound=BaseModel)
+B = TypeVar("B", bound=BaseModel | None)
+Q = TypeVar("Q", bound=BaseModel | None)
 
 PATH_PARAM = re.compile(r"{(\w+)}")
 PATH_VALUE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
+from redis.asyncio import Redis
 
 from server.http.api import Api, ApiRequest
 from server.kernel import KERNEL
@@ -26,6 +27,10 @@ class Readiness(Out):
     redis: str
 
 
+async def _redis_ping(redis: Redis) -> None:
+    await redis.ping()  # type: ignore[misc]  # redis-py types ping() as sync-or-async
+
+
 @api.route("GET", "/healthz", summary="Alive", tags=["ops"], response=Health, auth=False)
 async def healthz(req: ApiRequest[None, None]) -> Health:
     return Health(status="ok")
@@ -43,7 +48,7 @@ async def readyz(req: ApiRequest[None, None]) -> web.StreamResponse | Readiness:
         storage_state = "unavailable"
     if k.redis is not None:
         try:
-            await asyncio.wait_for(k.redis.ping(), timeout=2)
+            await asyncio.wait_for(_redis_ping(k.redis), timeout=2)
             redis_state = "ok"
         except Exception as exc:
             log.warning("redis not ready", error=str(exc))

@@ -68,7 +68,7 @@ class CreateUser(Payload):
     password: Password
     department_id: Id | None = None
     title: ShortText = ""
-    roles: Roles = Field(default_factory=lambda: ["responder"])
+    roles: Roles = Field(default_factory=lambda: list[Role](["responder"]))
 
 
 class UpdateUser(Payload):

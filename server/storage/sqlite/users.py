@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import Any
 
 from server.storage.records import User
 from server.storage.sqlite.db import SqliteBase
@@ -44,7 +45,8 @@ class SqliteUsers(SqliteBase):
         after_id: str | None = None,
         limit: int = 100,
     ) -> list[User]:
-        where, params = [], []  # type: list[str], list[Any]
+        where: list[str] = []
+        params: list[Any] = []
         if department_id is not None:
             where.append("department_id = ?")
             params.append(department_id)
