@@ -1,0 +1,108 @@
+"""The MongoDB connection: one AsyncMongoClient, indexes created idempotently at start.
+
+No multi-document transactions or explicit sessions: every operation is a single-document
+write or a read, so a standalone server works as well as a replica set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from server.storage.ports import StorageConflict
+
+Doc = dict[str, Any]
+
+DEPARTMENTS = "departments"
+USERS = "users"
+DEVICES = "devices"
+AUDIT_LOG = "audit_log"
+
+# Every index a query or a uniqueness rule needs, by collection. Names are fixed so
+# that creating them again at the next start is a no-op.
+INDEXES: dict[str, list[IndexModel]] = {
+    DEPARTMENTS: [
+        IndexModel([("created_at", ASCENDING), ("_id", ASCENDING)], name="departments_created"),
+    ],
+    USERS: [
+        IndexModel([("username", ASCENDING)], name="users_username_unique", unique=True),
+        IndexModel([("department_id", ASCENDING), ("_id", ASCENDING)], name="users_department"),
+        IndexModel([("roles", ASCENDING), ("_id", ASCENDING)], name="users_roles"),
+    ],
+    DEVICES: [
+        IndexModel([("user_id", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)], name="devices_user"),
+        IndexModel(
+            [("user_id", ASCENDING), ("external_session", ASCENDING), ("created_at", DESCENDING)],
+            name="devices_external_session",
+        ),
+    ],
+    AUDIT_LOG: [
+        # Appends to a chain race on this key: the loser gets a duplicate key and retries.
+        IndexModel([("chain", ASCENDING), ("seq", ASCENDING)], name="audit_chain_seq_unique", unique=True),
+        IndexModel([("chain", ASCENDING), ("_id", ASCENDING)], name="audit_chain"),
+        IndexModel([("actor_id", ASCENDING), ("_id", ASCENDING)], name="audit_actor"),
+        IndexModel([("subject_type", ASCENDING), ("subject_id", ASCENDING), ("_id", ASCENDING)], name="audit_subject"),
+        IndexModel([("action", ASCENDING), ("_id", ASCENDING)], name="audit_action"),
+        IndexModel([("at", ASCENDING)], name="audit_at"),
+    ],
+}
+
+
+@contextmanager
+def conflicts_as_storage_conflict() -> Iterator[None]:
+    """Turn a duplicate key (id, username, chain position) into StorageConflict."""
+    try:
+        yield
+    except DuplicateKeyError as exc:
+        raise StorageConflict(str(exc)) from None
+
+
+class MongoBase:
+    """Connection handling shared by the topic mixins."""
+
+    name = "mongo"
+
+    def __init__(self, url: str, database: str, *, server_selection_timeout_ms: int = 5000) -> None:
+        self.url = url
+        self.database_name = database
+        self.server_selection_timeout_ms = server_selection_timeout_ms
+        self._client: AsyncMongoClient[Doc] | None = None
+
+    @property
+    def db(self) -> AsyncDatabase[Doc]:
+        if self._client is None:
+            raise RuntimeError("MongoDB storage is not open")
+        return self._client[self.database_name]
+
+    def collection(self, name: str) -> AsyncCollection[Doc]:
+        return self.db[name]
+
+    async def open(self) -> None:
+        if self._client is not None:
+            raise RuntimeError("MongoDB storage is already open")
+        # The client connects lazily; creating the indexes is what first reaches the server.
+        client: AsyncMongoClient[Doc] = AsyncMongoClient(
+            self.url, serverSelectionTimeoutMS=self.server_selection_timeout_ms, appname="muster"
+        )
+        self._client = client
+        try:
+            for name, indexes in INDEXES.items():
+                await self.db[name].create_indexes(indexes)
+        except BaseException:
+            self._client = None
+            await client.close()
+            raise
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
+    async def ping(self) -> None:
+        await self.db.client.admin.command("ping")
