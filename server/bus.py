@@ -99,7 +99,9 @@ class RedisBus(Bus):
                 raise
             except Exception as exc:
                 log.warning("bus connection lost; resubscribing", error=str(exc))
-                await asyncio.sleep(self._retry_delay)
             finally:
+                # Close before waiting: redis-py has usually reconnected and resubscribed this
+                # pubsub before raising, and left open it is a subscriber that nobody reads.
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(self._retry_delay)

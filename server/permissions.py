@@ -75,6 +75,8 @@ class Permissions:
         *,
         subject_type: str = "",
         subject_id: str = "",
+        code: str = "auth.forbidden",
+        message: str | None = None,
     ) -> None:
         """Raise Forbidden (and audit the denial) unless the principal may do `action`."""
         if self.allows(principal, action, resource):
@@ -84,4 +86,4 @@ class Permissions:
             subject_id=subject_id or action, actor_id=principal.user_id, device_id=principal.device_id,
             details={"action": action},
         )
-        raise Forbidden(f"you may not {action}", code="auth.forbidden")
+        raise Forbidden(message or f"you may not {action}", code=code)

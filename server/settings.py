@@ -82,6 +82,26 @@ class DemoSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    events_per_second: float
+    event_burst: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoomsSettings:
+    max_text_length: int
+    edit_window: int
+    recall_window: int
+    ack_renotify_interval: int
+    page_limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSettings:
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings
     log: LogSettings
@@ -90,6 +110,9 @@ class Settings:
     auth: AuthSettings
     sso: SsoSettings
     demo: DemoSettings
+    gateway: GatewaySettings
+    rooms: RoomsSettings
+    presence: PresenceSettings
 
     @property
     def production(self) -> bool:
@@ -227,6 +250,10 @@ def validate(settings: Settings) -> None:
         raise SettingsError("sso.issuer needs sso.public_key and sso.audience")
     if settings.auth.access_ttl <= 0 or settings.auth.refresh_ttl <= settings.auth.access_ttl:
         raise SettingsError("auth.refresh_ttl must be longer than auth.access_ttl, both positive")
+    if settings.gateway.events_per_second <= 0 or settings.gateway.event_burst < 1:
+        raise SettingsError("gateway.events_per_second and gateway.event_burst must be positive")
+    if settings.presence.ttl < 3:
+        raise SettingsError("presence.ttl must be at least 3 seconds")
     if settings.production:
         if settings.auth.jwt_secret == DEFAULT_JWT_SECRET:
             raise SettingsError("production mode refuses the default auth.jwt_secret: set MUSTER_AUTH_JWT_SECRET")

@@ -31,7 +31,28 @@ from server.storage.records import Device
 log = get_logger("muster.gateway")
 P = TypeVar("P", bound=BaseModel)
 EventHandler = Callable[["SocketContext", Any], Awaitable[Any]]
+ConnectionHook = Callable[["SocketContext"], Awaitable[None]]
 DISCONNECT_TOPIC = "sockets.disconnect"
+ROOMS_TOPIC = "sockets.rooms"
+
+
+class TokenBucket:
+    """Events a device may send: `rate` per second on average, `burst` at once."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.stamp = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
 
 
 @dataclass
@@ -83,12 +104,17 @@ class Gateway:
             max_http_buffer_size=1_000_000,
         )
         self._contexts: dict[str, SocketContext] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._rate = (settings.gateway.events_per_second, settings.gateway.event_burst)
+        self._on_connected: list[ConnectionHook] = []
+        self._on_disconnected: list[ConnectionHook] = []
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_unknown_event)
         self.on("whoami")(self._whoami)
         self.on("auth.renew", RenewToken, allow_expired=True)(self._renew)
         bus.subscribe(DISCONNECT_TOPIC, self._on_disconnect_request)
+        bus.subscribe(ROOMS_TOPIC, self._on_rooms_request)
         auth.on_device_revoked(self._device_revoked)
 
     def attach(self, app: web.Application) -> None:
@@ -117,17 +143,58 @@ class Gateway:
             self._metrics.socket_connects.labels("refused").inc()
             log.info("socket refused", code=exc.code, sid=sid)
             raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict()) from None
-        self._contexts[sid] = SocketContext(sid=sid, principal=principal, expires_at=claims_exp)
+        ctx = SocketContext(sid=sid, principal=principal, expires_at=claims_exp)
+        self._contexts[sid] = ctx
         await self.sio.enter_room(sid, user_room(principal.user_id))
         await self.sio.enter_room(sid, device_room(principal.device_id))
+        for hook in self._on_connected:
+            await hook(ctx)
         self._metrics.socket_connects.labels("accepted").inc()
         self._metrics.sockets.inc()
         log.info("socket connected", sid=sid, user_id=principal.user_id, device_id=principal.device_id)
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
-        if self._contexts.pop(sid, None) is not None:
+        ctx = self._contexts.pop(sid, None)
+        if ctx is not None:
             self._metrics.sockets.dec()
             log.info("socket disconnected", sid=sid, reason=str(reason))
+            if not any(c.device_id == ctx.device_id for c in self._contexts.values()):
+                self._buckets.pop(ctx.device_id, None)
+            for hook in self._on_disconnected:
+                try:
+                    await hook(ctx)
+                except Exception:
+                    log.exception("disconnect hook failed", sid=sid)
+
+    def on_connected(self, hook: ConnectionHook) -> None:
+        """Run `hook(ctx)` after a socket is accepted (domains join rooms, mark presence)."""
+        self._on_connected.append(hook)
+
+    def on_disconnected(self, hook: ConnectionHook) -> None:
+        self._on_disconnected.append(hook)
+
+    def contexts_of_user(self, user_id: str) -> list[SocketContext]:
+        """This node's connections of a user."""
+        return [c for c in self._contexts.values() if c.user_id == user_id]
+
+    async def join_user(self, user_id: str, room: str) -> None:
+        """Put every socket of the user, on every node, into `room`."""
+        await self._bus.publish(ROOMS_TOPIC, {"user_id": user_id, "room": room, "join": True})
+
+    async def leave_user(self, user_id: str, room: str) -> None:
+        await self._bus.publish(ROOMS_TOPIC, {"user_id": user_id, "room": room, "join": False})
+
+    async def _on_rooms_request(self, message: dict[str, Any]) -> None:
+        user_id, room = str(message.get("user_id", "")), str(message.get("room", ""))
+        for ctx in self.contexts_of_user(user_id):
+            if message.get("join"):
+                await self.sio.enter_room(ctx.sid, room)
+            else:
+                await self.sio.leave_room(ctx.sid, room)
+
+    async def emit(self, event: str, data: Any, *, room: str, skip_sid: str | None = None) -> None:
+        """Send to a Socket.IO room on every node."""
+        await self.sio.emit(event, data, room=room, skip_sid=skip_sid)
 
     async def _device_revoked(self, device: Device) -> None:
         await self.disconnect_room(device_room(device.id), reason="device_revoked")
@@ -172,6 +239,12 @@ class Gateway:
                 try:
                     ctx = self._context(sid, allow_expired=allow_expired)
                     structlog.contextvars.bind_contextvars(user_id=ctx.user_id, device_id=ctx.device_id)
+                    bucket = self._buckets.get(ctx.device_id)
+                    if bucket is None:
+                        bucket = self._buckets[ctx.device_id] = TokenBucket(*self._rate)
+                    if not bucket.take():
+                        raise AppError("too many events from this device; slow down", code="rate_limited",
+                                       status=429)
                     if len(args) > 1:
                         raise BadRequest("send one payload object per event", code="request.invalid")
                     data = args[0] if args else None

@@ -187,7 +187,8 @@ def _wrap(op: Operation, authenticate: Authenticate) -> Callable[[web.Request], 
     async def handler(request: web.Request) -> web.StreamResponse:
         path = dict(request.match_info)
         for name, value in path.items():
-            if not PATH_VALUE.match(value):
+            # fullmatch: with match, Python's `$` also matches before a final newline, letting "id\n" through.
+            if not PATH_VALUE.fullmatch(value):
                 raise AppError(f"no such {name}", code="not_found", status=404)
         principal = await authenticate(request) if op.auth else None
         if principal is not None:

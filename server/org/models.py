@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from server.schemas import Id, Name, Out, Password, Payload, Query, ShortText, Username
 
@@ -79,6 +79,14 @@ class UpdateUser(Payload):
     roles: Roles | None = None
     disabled: bool | None = None
     password: Password | None = None
+
+    @model_validator(mode="after")
+    def _null_means_unchanged(self) -> UpdateUser:
+        # A field sent as null is a field left out: "no change", as the service reads None. Without this,
+        # model_dump(exclude_unset=True) hands the route an explicit None (`"roles": null` crashed it with a 500).
+        kept = {name for name in self.model_fields_set if getattr(self, name) is not None}
+        object.__setattr__(self, "__pydantic_fields_set__", kept)
+        return self
 
 
 class DeviceOut(Out):

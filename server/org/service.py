@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -20,11 +21,24 @@ ALLOWED_PARENTS: dict[str, set[str | None]] = {
 }
 
 
+# Called after a user is created (before is None) or changed.
+UserChanged = Callable[[User | None, User], Awaitable[None]]
+
+
 class OrgService:
     def __init__(self, *, storage: Storage, audit: AuditLog, auth: AuthService) -> None:
         self._storage = storage
         self._audit = audit
         self._auth = auth
+        self._user_hooks: list[UserChanged] = []
+
+    def on_user_changed(self, hook: UserChanged) -> None:
+        """Domains follow accounts here (department rooms follow their department's people)."""
+        self._user_hooks.append(hook)
+
+    async def _user_changed(self, before: User | None, after: User) -> None:
+        for hook in self._user_hooks:
+            await hook(before, after)
 
     async def _record(self, actor: Principal | None, action: str, subject_type: str, subject_id: str,
                       details: dict[str, Any]) -> None:
@@ -137,6 +151,7 @@ class OrgService:
             "username": username, "display_name": display_name, "department_id": department_id,
             "title": title, "roles": list(roles),
         })
+        await self._user_changed(None, user)
         return user
 
     async def update_user(
@@ -187,6 +202,8 @@ class OrgService:
                     await self._auth.revoke_device(device, actor_id=actor.user_id if actor else None,
                                                    actor_device_id=actor.device_id if actor else None,
                                                    reason="account_disabled")
+        if changes:
+            await self._user_changed(user, updated)
         return updated
 
 

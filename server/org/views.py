@@ -61,7 +61,7 @@ async def get_user(req: ApiRequest[None, None]) -> UserOut:
 
 
 @api.route("POST", "/api/admin/departments", summary="Create a department", tags=["admin"],
-           body=CreateDepartment, response=DepartmentOut, status=201)
+           body=CreateDepartment, response=DepartmentOut, status=201, errors=[404])
 async def create_department(req: ApiRequest[CreateDepartment, None]) -> DepartmentOut:
     k = req.app[KERNEL]
     await k.permissions.require(req.principal, "org.manage", subject_type="department", subject_id="new")
@@ -103,7 +103,7 @@ async def admin_list_users(req: ApiRequest[None, UserQuery]) -> UserList:
 
 
 @api.route("POST", "/api/admin/users", summary="Create a user", tags=["admin"], body=CreateUser,
-           response=UserOut, status=201, errors=[409])
+           response=UserOut, status=201, errors=[404, 409])
 async def create_user(req: ApiRequest[CreateUser, None]) -> UserOut:
     k = req.app[KERNEL]
     await k.permissions.require(req.principal, "org.manage", subject_type="user", subject_id="new")
@@ -121,7 +121,7 @@ async def update_user(req: ApiRequest[UpdateUser, None]) -> UserOut:
     user_id = req.path["user_id"]
     await k.permissions.require(req.principal, "org.manage", subject_type="user", subject_id=user_id)
     changes: dict[str, Any] = req.body.model_dump(exclude_unset=True)
-    if "roles" in changes:
+    if changes.get("roles") is not None:
         changes["roles"] = list(changes["roles"])
     user = await k.org.update_user(req.principal, user_id, **changes)
     return user_out(user)

@@ -73,3 +73,91 @@ class AuditRecord:
     details: dict[str, Any] = field(default_factory=dict)
     prev_hash: str = ""
     hash: str = ""
+
+
+RoomKind = Literal["incident", "project", "department", "group", "direct"]
+MemberRole = Literal["owner", "admin", "member"]
+# Everything that happens in a room is an event in its one sequence.
+EventKind = Literal["message", "system", "edit", "recall", "pin", "unpin", "member", "room"]
+MESSAGE_KINDS = ("message", "system")
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    id: str
+    kind: RoomKind
+    name: str
+    topic: str
+    archived: bool
+    created_by: str | None
+    created_at: int
+    updated_at: int
+    # The department a department room follows, and the case (incident or project) a room belongs to.
+    department_id: str | None = None
+    case_type: str | None = None
+    case_id: str | None = None
+    # For direct chats: the two user ids, sorted and joined with "|" (unique).
+    direct_key: str | None = None
+    # The highest sequence number given out in this room.
+    last_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    room_id: str
+    user_id: str
+    role: MemberRole
+    joined_at: int
+    # The last sequence the user has read, on any of their devices.
+    read_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RoomEvent:
+    """One entry of a room's sequence.
+
+    For `message` and `system` events, `body` holds the message (text, mentions,
+    reply_to, attachments, ack request) and the mutable state fields say whether it
+    was edited, recalled or pinned since. For `edit`, `recall`, `pin` and `unpin`,
+    `target_id` names the message. For `member` and `room` events `body` holds what
+    changed.
+    """
+
+    id: str
+    room_id: str
+    seq: int
+    kind: EventKind
+    sender_id: str | None
+    device_id: str | None
+    client_id: str | None
+    created_at: int
+    body: dict[str, Any] = field(default_factory=dict)
+    target_id: str | None = None
+    edited_at: int | None = None
+    recalled_at: int | None = None
+    pinned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAck:
+    """An acknowledgement (回执) of a message by one person, from one device."""
+
+    room_id: str
+    message_id: str
+    user_id: str
+    device_id: str | None
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A durable scheduled job: a row with a due time, claimed by one node at a time."""
+
+    id: str
+    kind: str
+    due_at: int
+    payload: dict[str, Any] = field(default_factory=dict)
+    # Set while a node works on it: which node, until when (then another may take it).
+    claimed_by: str | None = None
+    claimed_until: int | None = None
+    attempts: int = 0

@@ -17,6 +17,14 @@ It advertises a standalone MongoDB 7.0 (wire version 21) with logical sessions, 
 a real standalone ``mongod``: the driver sends ``lsid`` and ``endSessions``, which are
 accepted and ignored; transaction numbers are refused the way a standalone refuses them.
 
+Commands run one at a time (one lock), so every single-document write is atomic, as on
+a server; there is no concurrency inside the stand-in to find races with.
+
+Unique indexes: partial ones (``partialFilterExpression``) leave documents outside the
+filter out, both when the index is built and on later writes, like a server. Known gaps,
+from mongomock: a *sparse* unique index treats an explicit null like a missing field (a
+server indexes the null), and a duplicate key caused by an update does not name the index.
+
 Usage::
 
     with MongoStandin() as url:
@@ -39,6 +47,7 @@ import bson
 import mongomock
 from bson.int64 import Int64
 from mockupdb import MockupDB, OpMsg, Request
+from mongomock.filtering import filter_applies
 from pymongo.errors import DuplicateKeyError, OperationFailure, WriteError
 
 log = logging.getLogger(__name__)
@@ -603,12 +612,24 @@ class MongoStandin:
             if same_name is not None:
                 continue  # already there, as asked: nothing to do, like a server
             options = {option: raw[option] for option in _INDEX_OPTIONS if option in raw}
-            try:
+            duplicate = CommandFailed(
+                11000, f"E11000 duplicate key error collection: {collection.full_name} index: {wanted.name}"
+            )
+            partial = options.get("partialFilterExpression")
+            if options.get("unique") and partial is not None:
+                # mongomock checks existing documents against a new unique index without its
+                # filter (so two rooms without a direct_key would "collide"): check here, the
+                # way a server does, then mark the index unique for later writes.
+                if self._partial_duplicates(collection, key, partial):
+                    raise duplicate
+                del options["unique"]
                 collection.create_index(list(key), name=wanted.name, **options)
-            except DuplicateKeyError:
-                raise CommandFailed(
-                    11000, f"E11000 duplicate key error collection: {collection.full_name} index: {wanted.name}"
-                ) from None
+                collection._store.indexes[wanted.name]["unique"] = True
+            else:
+                try:
+                    collection.create_index(list(key), name=wanted.name, **options)
+                except DuplicateKeyError:
+                    raise duplicate from None
             current.append(wanted)
         reply: Doc = {
             "numIndexesBefore": before,
@@ -619,6 +640,18 @@ class MongoStandin:
         if len(current) == before:
             reply["note"] = "all indexes already exist"
         return reply
+
+    def _partial_duplicates(
+        self, collection: mongomock.Collection[Doc], key: tuple[tuple[str, Any], ...], partial: Mapping[str, Any]
+    ) -> bool:
+        """Whether two documents inside a partial index's filter share its key."""
+        seen: set[bytes] = set()
+        for doc in collection.find(partial):
+            value = bson.encode({"key": [_field(doc, field) for field, _ in key]})
+            if value in seen:
+                return True
+            seen.add(value)
+        return False
 
     def _index_specs(self, collection: mongomock.Collection[Doc]) -> list[_IndexSpec]:
         specs = [_IndexSpec("_id_", (("_id", 1),), ())]
@@ -686,7 +719,27 @@ class MongoStandin:
         for info in collection.list_indexes():
             if info["name"] != "_id_" and not info.get("unique"):
                 continue
-            key_value = {field: doc.get(field) for field in info["key"]}
-            if collection.find_one(key_value) is not None:
+            key_value = {field: _field(doc, field) for field in info["key"]}
+            # A sparse or partial index leaves some documents out: they collide with nothing.
+            if info.get("sparse") and all(_field(doc, field, _MISSING) is _MISSING for field in info["key"]):
+                continue
+            partial = info.get("partialFilterExpression")
+            if partial is not None and not filter_applies(partial, doc):
+                continue
+            query = key_value if partial is None else {"$and": [partial, key_value]}
+            if collection.find_one(query) is not None:
                 return info["name"], key_value
         return None
+
+
+_MISSING = object()
+
+
+def _field(doc: Mapping[str, Any], path: str, missing: Any = None) -> Any:
+    """The value at a dotted path, or `missing` (None: what an index stores) when there is none."""
+    value: Any = doc
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return missing
+        value = value[part]
+    return value

@@ -23,6 +23,11 @@ DEPARTMENTS = "departments"
 USERS = "users"
 DEVICES = "devices"
 AUDIT_LOG = "audit_log"
+ROOMS = "rooms"
+MEMBERSHIPS = "memberships"
+ROOM_EVENTS = "room_events"
+MESSAGE_ACKS = "message_acks"
+JOBS = "jobs"
 
 # Every index a query or a uniqueness rule needs, by collection. Names are fixed so
 # that creating them again at the next start is a no-op.
@@ -50,6 +55,51 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("subject_type", ASCENDING), ("subject_id", ASCENDING), ("_id", ASCENDING)], name="audit_subject"),
         IndexModel([("action", ASCENDING), ("_id", ASCENDING)], name="audit_action"),
         IndexModel([("at", ASCENDING)], name="audit_at"),
+    ],
+    ROOMS: [
+        # Partial: only rooms with a direct_key (a string) take part, so the many rooms
+        # without one (stored as null) never collide.
+        IndexModel(
+            [("direct_key", ASCENDING)],
+            name="rooms_direct_key_unique",
+            unique=True,
+            partialFilterExpression={"direct_key": {"$type": "string"}},
+        ),
+        IndexModel(
+            [("department_id", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)], name="rooms_department"
+        ),
+        IndexModel(
+            [("case_type", ASCENDING), ("case_id", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)],
+            name="rooms_case",
+        ),
+    ],
+    MEMBERSHIPS: [
+        IndexModel([("room_id", ASCENDING), ("user_id", ASCENDING)], name="memberships_room_user_unique", unique=True),
+        IndexModel([("room_id", ASCENDING), ("joined_at", ASCENDING), ("user_id", ASCENDING)], name="memberships_room"),
+        IndexModel([("user_id", ASCENDING), ("room_id", ASCENDING)], name="memberships_user"),
+    ],
+    ROOM_EVENTS: [
+        # The room's counter hands out each seq once; this makes a second writer fail loudly.
+        IndexModel([("room_id", ASCENDING), ("seq", ASCENDING)], name="events_room_seq_unique", unique=True),
+        # Sending is idempotent on the sender's client id; events without one (null) are left out.
+        IndexModel(
+            [("room_id", ASCENDING), ("sender_id", ASCENDING), ("client_id", ASCENDING)],
+            name="events_client_unique",
+            unique=True,
+            partialFilterExpression={"client_id": {"$type": "string"}},
+        ),
+        # Multikey: one entry per token of a message.
+        IndexModel([("room_id", ASCENDING), ("search_tokens", ASCENDING)], name="events_search"),
+    ],
+    MESSAGE_ACKS: [
+        IndexModel(
+            [("room_id", ASCENDING), ("message_id", ASCENDING), ("user_id", ASCENDING)],
+            name="message_acks_unique",
+            unique=True,
+        ),
+    ],
+    JOBS: [
+        IndexModel([("due_at", ASCENDING)], name="jobs_due"),
     ],
 }
 

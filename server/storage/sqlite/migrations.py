@@ -67,4 +67,81 @@ MIGRATIONS: list[tuple[int, str]] = [
         BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE rooms (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            topic TEXT NOT NULL DEFAULT '',
+            archived INTEGER NOT NULL DEFAULT 0,
+            created_by TEXT,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            department_id TEXT,
+            case_type TEXT,
+            case_id TEXT,
+            -- UNIQUE lets any number of rooms have no direct_key (NULLs are distinct).
+            direct_key TEXT UNIQUE,
+            last_seq INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX rooms_department ON rooms (department_id);
+        CREATE INDEX rooms_case ON rooms (case_type, case_id);
+        CREATE TABLE memberships (
+            room_id TEXT NOT NULL REFERENCES rooms (id),
+            user_id TEXT NOT NULL,
+            role TEXT NOT NULL,
+            joined_at INTEGER NOT NULL,
+            read_seq INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (room_id, user_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX memberships_user ON memberships (user_id, room_id);
+        -- `pk` is an explicit INTEGER PRIMARY KEY so that it survives VACUUM: it is the
+        -- rowid of the event's row in message_search.
+        CREATE TABLE room_events (
+            pk INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            room_id TEXT NOT NULL REFERENCES rooms (id),
+            seq INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            sender_id TEXT,
+            device_id TEXT,
+            client_id TEXT,
+            created_at INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            target_id TEXT,
+            edited_at INTEGER,
+            recalled_at INTEGER,
+            pinned INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (room_id, seq)
+        );
+        -- Sending is idempotent on the sender's client id.
+        CREATE UNIQUE INDEX room_events_client ON room_events (room_id, sender_id, client_id)
+            WHERE client_id IS NOT NULL;
+        CREATE TABLE message_acks (
+            room_id TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            device_id TEXT,
+            at INTEGER NOT NULL,
+            PRIMARY KEY (room_id, message_id, user_id)
+        ) WITHOUT ROWID;
+        -- Search tokens (CJK bigrams and lower-cased words, made by the rooms domain) joined
+        -- by spaces; rowid = room_events.pk. Diacritics are kept so a token means itself.
+        CREATE VIRTUAL TABLE message_search USING fts5 (
+            tokens, tokenize = 'unicode61 remove_diacritics 0'
+        );
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            due_at INTEGER NOT NULL,
+            payload TEXT NOT NULL,
+            claimed_by TEXT,
+            claimed_until INTEGER,
+            attempts INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX jobs_due ON jobs (due_at)
+        """,
+    ),
 ]

@@ -1,0 +1,242 @@
+"""Room events, message search and acknowledgements on SQLite.
+
+Sequence numbers: `append_event` bumps `rooms.last_seq` and inserts the event in one
+transaction, so a room's events are numbered 1, 2, 3... without gaps (a failed insert
+rolls the bump back). An unknown room raises LookupError. Resends are found by a lookup
+inside that transaction; `sender_id IS ?` treats events without a sender as one sender
+(as MongoDB's index does), which the unique index alone would not: it sees NULLs as distinct.
+
+Search: each message's tokens live in the FTS5 table `message_search` (rowid =
+`room_events.pk`), joined by spaces and read by FTS5's unicode61 tokenizer. A query
+quotes every token as an FTS5 phrase, so no user input is read as query syntax. FTS5
+alone would be looser than "holds every token" (it ignores case and splits a token at
+punctuation), so each candidate is also checked for every token as a whole word of the
+stored text: a token matches only exactly, as on MongoDB. Tokens are expected to be what
+`rooms.search` makes (letters, digits, CJK, never whitespace); a query with a token
+holding whitespace, or with no token holding a letter, digit or mark (nothing FTS5 could
+look up), finds nothing.
+
+Choices where the port is silent:
+- `search_tokens` are indexed only for message kinds (`MESSAGE_KINDS`); `update_message`
+  changes only message-kind events (False for any other event).
+- `list_events` with both bounds gives the first `limit` events between them.
+- `search_messages` with no tokens or no rooms finds nothing.
+- Acks are listed by time, then user id; an ack is stored whether or not the message exists.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import unicodedata
+from dataclasses import replace
+from typing import Any
+
+import aiosqlite
+
+from server.storage.records import MESSAGE_KINDS, MessageAck, RoomEvent
+from server.storage.sqlite.db import SqliteBase
+from server.storage.sqlite.rooms import integrity_errors_as_conflict
+
+# Bound as a parameter: `kind IN (SELECT value FROM json_each(?))`.
+_MESSAGE_KINDS_JSON = json.dumps(list(MESSAGE_KINDS))
+
+
+def _event(row: sqlite3.Row) -> RoomEvent:
+    return RoomEvent(
+        id=row["id"],
+        room_id=row["room_id"],
+        seq=row["seq"],
+        kind=row["kind"],
+        sender_id=row["sender_id"],
+        device_id=row["device_id"],
+        client_id=row["client_id"],
+        created_at=row["created_at"],
+        body=json.loads(row["body"]),
+        target_id=row["target_id"],
+        edited_at=row["edited_at"],
+        recalled_at=row["recalled_at"],
+        pinned=bool(row["pinned"]),
+    )
+
+
+def _ack(row: sqlite3.Row) -> MessageAck:
+    return MessageAck(
+        room_id=row["room_id"],
+        message_id=row["message_id"],
+        user_id=row["user_id"],
+        device_id=row["device_id"],
+        at=row["at"],
+    )
+
+
+def _searchable(token: str) -> bool:
+    """Whether FTS5's unicode61 tokenizer keeps anything of `token` (letters, digits, marks)."""
+    return any(unicodedata.category(ch)[0] in "LNM" for ch in token)
+
+
+def _match_query(tokens: list[str]) -> str:
+    """Every token as a quoted FTS5 phrase; FTS5 ANDs phrases separated by spaces."""
+    return " ".join('"' + token.replace('"', '""') + '"' for token in dict.fromkeys(tokens))
+
+
+async def _index_tokens(db: aiosqlite.Connection, pk: int, tokens: list[str]) -> None:
+    await db.execute("DELETE FROM message_search WHERE rowid = ?", (pk,))
+    if tokens:
+        await db.execute(
+            "INSERT INTO message_search (rowid, tokens) VALUES (?, ?)", (pk, " ".join(dict.fromkeys(tokens)))
+        )
+
+
+class SqliteEvents(SqliteBase):
+    async def append_event(self, event: RoomEvent, *, search_tokens: list[str] | None = None) -> tuple[RoomEvent, bool]:
+        async with self.transaction() as db:
+            if event.client_id is not None:
+                # Inside the write transaction, so no other append can slip in between.
+                async with db.execute(
+                    "SELECT * FROM room_events WHERE room_id = ? AND sender_id IS ? AND client_id = ?",
+                    (event.room_id, event.sender_id, event.client_id),
+                ) as cursor:
+                    existing = await cursor.fetchone()
+                if existing is not None:
+                    return _event(existing), False
+            async with db.execute(
+                "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq", (event.room_id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                raise LookupError(f"no room {event.room_id!r}")
+            seq = int(row["last_seq"])
+            with integrity_errors_as_conflict():
+                cursor = await db.execute(
+                    "INSERT INTO room_events (id, room_id, seq, kind, sender_id, device_id, client_id, created_at,"
+                    " body, target_id, edited_at, recalled_at, pinned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        event.id,
+                        event.room_id,
+                        seq,
+                        event.kind,
+                        event.sender_id,
+                        event.device_id,
+                        event.client_id,
+                        event.created_at,
+                        json.dumps(event.body, ensure_ascii=False),
+                        event.target_id,
+                        event.edited_at,
+                        event.recalled_at,
+                        int(event.pinned),
+                    ),
+                )
+            pk = cursor.lastrowid
+            if search_tokens and event.kind in MESSAGE_KINDS and pk is not None:
+                await _index_tokens(db, pk, search_tokens)
+        return replace(event, seq=seq), True
+
+    async def get_event(self, room_id: str, event_id: str) -> RoomEvent | None:
+        row = await self.fetch_one("SELECT * FROM room_events WHERE id = ? AND room_id = ?", (event_id, room_id))
+        return _event(row) if row else None
+
+    async def update_message(
+        self,
+        room_id: str,
+        message_id: str,
+        *,
+        body: dict[str, Any] | None = None,
+        edited_at: int | None = None,
+        recalled_at: int | None = None,
+        pinned: bool | None = None,
+        search_tokens: list[str] | None = None,
+    ) -> bool:
+        async with self.transaction() as db:
+            async with db.execute(
+                "SELECT pk FROM room_events WHERE id = ? AND room_id = ? AND kind IN (SELECT value FROM json_each(?))",
+                (message_id, room_id, _MESSAGE_KINDS_JSON),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return False
+            pk = int(row["pk"])
+            # A None argument leaves its column as it is.
+            await db.execute(
+                "UPDATE room_events SET body = COALESCE(?, body), edited_at = COALESCE(?, edited_at),"
+                " recalled_at = COALESCE(?, recalled_at), pinned = COALESCE(?, pinned) WHERE pk = ?",
+                (
+                    None if body is None else json.dumps(body, ensure_ascii=False),
+                    edited_at,
+                    recalled_at,
+                    None if pinned is None else int(pinned),
+                    pk,
+                ),
+            )
+            if search_tokens is not None:
+                await _index_tokens(db, pk, search_tokens)
+        return True
+
+    async def list_events(
+        self, room_id: str, *, after_seq: int | None = None, before_seq: int | None = None, limit: int = 100
+    ) -> list[RoomEvent]:
+        if limit <= 0:
+            return []
+        where = ["room_id = ?"]
+        params: list[Any] = [room_id]
+        if after_seq is not None:
+            where.append("seq > ?")
+            params.append(after_seq)
+        if before_seq is not None:
+            where.append("seq < ?")
+            params.append(before_seq)
+        # The first page after a position reads forwards; otherwise read the newest backwards.
+        order = "ASC" if after_seq is not None else "DESC"
+        sql = "SELECT * FROM room_events WHERE "
+        sql += " AND ".join(where) + f" ORDER BY seq {order} LIMIT ?"
+        events = [_event(row) for row in await self.fetch_all(sql, (*params, limit))]
+        return events if order == "ASC" else events[::-1]
+
+    async def count_unread(self, room_id: str, user_id: str, after_seq: int, *, cap: int = 1000) -> int:
+        if cap <= 0:
+            return 0
+        row = await self.fetch_one(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM room_events WHERE room_id = ? AND seq > ?"
+            " AND kind IN (SELECT value FROM json_each(?)) AND sender_id IS NOT ? LIMIT ?)",
+            (room_id, after_seq, _MESSAGE_KINDS_JSON, user_id, cap),
+        )
+        return int(row["n"]) if row else 0
+
+    async def search_messages(
+        self, room_ids: list[str], tokens: list[str], *, limit: int = 50, before_id: str | None = None
+    ) -> list[RoomEvent]:
+        wanted = list(dict.fromkeys(tokens))
+        if any(ch.isspace() for token in wanted for ch in token):
+            return []
+        indexed = [token for token in wanted if _searchable(token)]
+        if not room_ids or not indexed or limit <= 0:
+            return []
+        # MATCH narrows through the index; the NOT EXISTS keeps rows holding every token exactly.
+        sql = (
+            "SELECT e.* FROM message_search s JOIN room_events e ON e.pk = s.rowid"
+            " WHERE message_search MATCH ? AND e.room_id IN (SELECT value FROM json_each(?))"
+            " AND NOT EXISTS (SELECT 1 FROM json_each(?) AS q"
+            " WHERE instr(' ' || s.tokens || ' ', ' ' || q.value || ' ') = 0)"
+        )
+        params: list[Any] = [_match_query(indexed), json.dumps(list(room_ids)), json.dumps(wanted)]
+        if before_id is not None:
+            sql += " AND e.id < ?"
+            params.append(before_id)
+        sql += " ORDER BY e.id DESC LIMIT ?"
+        params.append(limit)
+        return [_event(row) for row in await self.fetch_all(sql, params)]
+
+    async def add_message_ack(self, ack: MessageAck) -> bool:
+        changed = await self.write(
+            "INSERT INTO message_acks (room_id, message_id, user_id, device_id, at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (room_id, message_id, user_id) DO NOTHING",
+            (ack.room_id, ack.message_id, ack.user_id, ack.device_id, ack.at),
+        )
+        return changed > 0
+
+    async def list_message_acks(self, room_id: str, message_id: str) -> list[MessageAck]:
+        rows = await self.fetch_all(
+            "SELECT * FROM message_acks WHERE room_id = ? AND message_id = ? ORDER BY at, user_id",
+            (room_id, message_id),
+        )
+        return [_ack(row) for row in rows]
