@@ -86,6 +86,7 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await store.open()
         await bus.start()
+        await gateway.start()
         log.info("muster started", storage=store.name, redis=bool(redis), mode=settings.server.mode)
         yield
         await bus.stop()

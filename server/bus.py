@@ -16,6 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from server.logging import get_logger
+from server.redis_errors import redis_or_503
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 log = get_logger("muster.bus")
@@ -26,9 +27,22 @@ class Bus:
 
     def __init__(self) -> None:
         self._handlers: dict[str, list[Handler]] = {}
+        self._reconnect_hooks: list[Callable[[], Awaitable[None]]] = []
 
     def subscribe(self, topic: str, handler: Handler) -> None:
         self._handlers.setdefault(topic, []).append(handler)
+
+    def on_reconnect(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run `hook()` after the bus listens again following a lost connection: whatever
+        was published meanwhile never reached this node."""
+        self._reconnect_hooks.append(hook)
+
+    async def _reconnected(self) -> None:
+        for hook in self._reconnect_hooks:
+            try:
+                await hook()
+            except Exception:
+                log.exception("bus reconnect hook failed")
 
     async def start(self) -> None:
         """Begin listening."""
@@ -79,14 +93,19 @@ class RedisBus(Bus):
             self._task = None
 
     async def publish(self, topic: str, payload: dict[str, Any]) -> None:
-        await self._redis.publish(self._channel, json.dumps({"t": topic, "p": payload}))
+        async with redis_or_503():
+            await self._redis.publish(self._channel, json.dumps({"t": topic, "p": payload}))
 
     async def _listen(self) -> None:
+        lost = False
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
                 self._ready.set()
+                if lost:
+                    lost = False
+                    await self._reconnected()
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
@@ -98,6 +117,7 @@ class RedisBus(Bus):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                lost = True
                 log.warning("bus connection lost; resubscribing", error=str(exc))
             finally:
                 # Close before waiting: redis-py has usually reconnected and resubscribed this

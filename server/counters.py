@@ -7,6 +7,8 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from server.redis_errors import redis_or_503
+
 
 class Counters(Protocol):
     async def incr(self, key: str, window_s: int) -> int:
@@ -16,6 +18,9 @@ class Counters(Protocol):
         """(count, seconds until the window ends); (0, 0) when none."""
 
     async def reset(self, key: str) -> None: ...
+
+    async def decr(self, key: str) -> None:
+        """Take one back (never below zero)."""
 
 
 class MemoryCounters:
@@ -47,29 +52,47 @@ class MemoryCounters:
     async def reset(self, key: str) -> None:
         self._values.pop(key, None)
 
+    async def decr(self, key: str) -> None:
+        entry = self._live(key)
+        if entry is not None:
+            self._values[key] = (max(0, entry[0] - 1), entry[1])
+
+
+_DECR_NOT_BELOW_ZERO = """
+local v = tonumber(redis.call('GET', KEYS[1]) or '0')
+if v > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
 
 class RedisCounters:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
 
+    def _name(self, key: str) -> str:
+        return f"{self._prefix}:ctr:{key}"
+
     async def incr(self, key: str, window_s: int) -> int:
-        name = f"{self._prefix}:ctr:{key}"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(name)
-            pipe.expire(name, window_s, nx=True)
+        async with redis_or_503(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(self._name(key))
+            pipe.expire(self._name(key), window_s, nx=True)  # EXPIRE NX: Redis 7.0 or newer
             count, _ = await pipe.execute()
         return int(count)
 
     async def get(self, key: str) -> tuple[int, int]:
-        name = f"{self._prefix}:ctr:{key}"
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(name)
-            pipe.ttl(name)
+        async with redis_or_503(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._name(key))
+            pipe.ttl(self._name(key))
             value, ttl = await pipe.execute()
         if value is None:
             return 0, 0
         return int(value), max(1, int(ttl))
 
     async def reset(self, key: str) -> None:
-        await self._redis.delete(f"{self._prefix}:ctr:{key}")
+        async with redis_or_503():
+            await self._redis.delete(self._name(key))
+
+    async def decr(self, key: str) -> None:
+        async with redis_or_503():
+            await self._redis.eval(_DECR_NOT_BELOW_ZERO, 1, self._name(key))  # type: ignore[misc]

@@ -82,21 +82,21 @@ class AuthService:
         address: str,
     ) -> Session:
         account_key, address_key = f"login:user:{username.lower()}", f"login:addr:{address}"
-        for key, limit in (
-            (account_key, self._settings.max_failures_per_account),
-            (address_key, self._settings.max_failures_per_address),
-        ):
-            count, retry_after = await self._counters.get(key)
-            if count >= limit:
+        window = self._settings.failure_window
+        # Count the attempt before checking the password: simultaneous guesses on several
+        # nodes then cannot all slip in under the limit. A success takes its count back.
+        counts = (await self._counters.incr(account_key, window), await self._counters.incr(address_key, window))
+        limits = (self._settings.max_failures_per_account, self._settings.max_failures_per_address)
+        for key, count, limit in zip((account_key, address_key), counts, limits, strict=True):
+            if count > limit:
+                _, retry_after = await self._counters.get(key)
                 raise TooManyRequests(
                     "too many failed sign-ins; try again later", code="auth.throttled",
-                    headers={"Retry-After": str(retry_after)},
+                    headers={"Retry-After": str(max(1, retry_after))},
                 )
         user = await self._storage.get_user_by_username(username)
         password_ok = await self._passwords.verify(user.password_hash if user else None, password)
         if user is None or not password_ok:
-            await self._counters.incr(account_key, self._settings.failure_window)
-            await self._counters.incr(address_key, self._settings.failure_window)
             if user is not None:
                 await self._audit.record(
                     chain=user_chain(user.id), action="auth.login_failed", subject_type="user",
@@ -110,6 +110,7 @@ class AuthService:
             )
             raise Forbidden("this account is disabled", code="auth.account_disabled")
         await self._counters.reset(account_key)
+        await self._counters.decr(address_key)
 
         now = now_ms()
         device = await self._storage.get_device(device_id) if device_id else None
@@ -168,9 +169,11 @@ class AuthService:
         if claims.external:
             return await self._external_principal(claims)
         assert claims.user_id is not None and claims.device_id is not None
-        user, device = await asyncio.gather(
-            self._storage.get_user(claims.user_id), self._storage.get_device(claims.device_id)
-        )
+        return await self.authenticate_ids(claims.user_id, claims.device_id)
+
+    async def authenticate_ids(self, user_id: str, device_id: str) -> Principal:
+        """The Principal for a user on a device, refusing disabled users and revoked devices."""
+        user, device = await asyncio.gather(self._storage.get_user(user_id), self._storage.get_device(device_id))
         if user is None or device is None or device.user_id != user.id:
             raise Unauthorized("token refers to an unknown user or device", code="auth.invalid_token")
         if device.revoked:

@@ -31,7 +31,7 @@ def session_out(session: Session) -> SessionOut:
 
 
 @api.route("POST", "/api/auth/login", summary="Sign in with a password from a named device", tags=["auth"],
-           body=Login, response=SessionOut, auth=False, errors=[401, 403, 429])
+           body=Login, response=SessionOut, auth=False, errors=[401, 403, 429, 503])
 async def login(req: ApiRequest[Login, None]) -> SessionOut:
     """Returns a short-lived access token and a refresh token bound to the device."""
     b = req.body

@@ -9,6 +9,8 @@ and answered with an ack ``{"data": ...}`` or ``{"error": {"code", "message"}}``
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -115,6 +117,7 @@ class Gateway:
         self.on("auth.renew", RenewToken, allow_expired=True)(self._renew)
         bus.subscribe(DISCONNECT_TOPIC, self._on_disconnect_request)
         bus.subscribe(ROOMS_TOPIC, self._on_rooms_request)
+        bus.on_reconnect(self.recheck_connections)
         auth.on_device_revoked(self._device_revoked)
 
     def attach(self, app: web.Application) -> None:
@@ -220,6 +223,42 @@ class Gateway:
             except Exception:  # a socket that is already gone
                 log.debug("socket already closed", sid=sid)
         await self.sio.shutdown()
+        await self._stop_manager()
+
+    async def start(self) -> None:
+        """Start the Socket.IO client manager now, not at the first connection, so a node
+        receives what other nodes emit from the moment it is up."""
+        if not self.sio.manager_initialized:
+            self.sio.manager_initialized = True
+            self.sio.manager.initialize()
+
+    async def _stop_manager(self) -> None:
+        # python-socketio's shutdown() leaves its Redis listener running and subscribed.
+        manager = self.sio.manager
+        listener = getattr(manager, "thread", None)
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await listener
+        for name in ("pubsub", "redis"):
+            client = getattr(manager, name, None)
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+    async def recheck_connections(self) -> None:
+        """Close local sockets whose device was revoked or whose user was disabled.
+
+        Run after the control bus reconnects: a revocation published while this node was
+        not listening never reached it.
+        """
+        for ctx in list(self._contexts.values()):
+            try:
+                await self._auth.authenticate_ids(ctx.user_id, ctx.device_id)
+            except AppError as exc:
+                log.info("closing a socket whose session ended while the bus was down", sid=ctx.sid, code=exc.code)
+                await self.sio.emit("session.ended", {"reason": exc.code}, to=ctx.sid)
+                await self.sio.disconnect(ctx.sid, ignore_queue=True)
 
     # -- events ----------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ ERROR_TEXT = {
     413: "Request body too large",
     415: "Body must be application/json",
     429: "Too many requests",
+    503: "A backing service is unavailable; try again shortly",
 }
 
 Authenticate = Callable[[web.Request], Awaitable[Principal]]
