@@ -7,10 +7,22 @@ node that dies go offline by themselves.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+
+from server.auth.service import Principal
+from server.errors import BadRequest
+from server.gateway.server import SocketContext
+from server.ids import now_ms
+from server.logging import get_logger
+from server.permissions import Permissions
+from server.storage.ports import Storage
+
+log = get_logger("muster.presence")
 
 PresenceState = Literal["online", "away", "busy", "offline"]
 DeviceState = Literal["online", "away", "busy"]
@@ -144,3 +156,98 @@ class MemoryPresence:
 
     async def close(self) -> None:
         return None
+
+
+class PresenceNotifier(Protocol):
+    async def presence_changed(self, presence: UserPresence, room_ids: list[str]) -> None:
+        """Tell the user's own devices and everyone sharing a room with them."""
+
+
+def presence_out(p: UserPresence) -> dict[str, Any]:
+    return {"user_id": p.user_id, "state": p.state,
+            "devices": [{"device_id": d.device_id, "kind": d.kind, "state": d.state} for d in p.devices],
+            "last_seen_at": p.last_seen_at}
+
+
+class PresenceService:
+    """Presence for sockets: marks devices online and offline and pushes changes to those who may see them."""
+
+    def __init__(self, *, store: PresenceStore, storage: Storage, permissions: Permissions,
+                 notifier: PresenceNotifier, ttl: int) -> None:
+        self._store = store
+        self._storage = storage
+        self._permissions = permissions
+        self._notifier = notifier
+        self._ttl = ttl
+        self._task: asyncio.Task[None] | None = None
+
+    async def _push(self, change: UserPresence | None) -> None:
+        if change is None:
+            return
+        rooms = [room.id for room, _ in await self._storage.list_user_rooms(change.user_id)]
+        await self._notifier.presence_changed(change, rooms)
+
+    async def connected(self, ctx: SocketContext) -> None:
+        await self._push(await self._store.connect(user_id=ctx.user_id, device_id=ctx.device_id,
+                                                   kind=ctx.principal.device.kind, sid=ctx.sid))
+
+    async def disconnected(self, ctx: SocketContext) -> None:
+        await self._storage.touch_device(ctx.device_id, at=now_ms())
+        await self._push(await self._store.disconnect(user_id=ctx.user_id, device_id=ctx.device_id, sid=ctx.sid))
+
+    async def set_state(self, ctx: SocketContext, state: DeviceState) -> dict[str, Any]:
+        change = await self._store.set_state(user_id=ctx.user_id, device_id=ctx.device_id, state=state)
+        await self._push(change)
+        current = (await self._store.get([ctx.user_id]))[ctx.user_id]
+        return presence_out(current)
+
+    async def get(self, principal: Principal, *, user_ids: list[str], room_id: str | None) -> list[dict[str, Any]]:
+        """Presence of named users (anyone signed in may see the directory's), or of a room's members
+        (members only)."""
+        wanted = list(dict.fromkeys(user_ids))
+        if room_id is not None:
+            room = await self._storage.get_room(room_id)
+            member = await self._storage.get_member(room_id, principal.user_id) if room else None
+            if room is None or member is None:
+                await self._permissions.require(
+                    principal, "room.read", RoomAccessView(room_id), subject_type="room", subject_id=room_id,
+                    code="room.not_member", message="you are not a member of this room")
+            wanted += [m.user_id for m in await self._storage.list_members(room_id) if m.user_id not in wanted]
+        else:
+            await self._permissions.require(principal, "org.read")
+        if not wanted:
+            raise BadRequest("name user_ids or a room_id", code="request.invalid")
+        found = await self._store.get(wanted)
+        return [presence_out(found[u]) for u in wanted]
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._keep_alive(), name="muster-presence")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._store.close()
+
+    async def _keep_alive(self) -> None:
+        # Refresh this node's devices and turn offline the devices of nodes that stopped doing so.
+        while True:
+            await asyncio.sleep(max(1.0, self._ttl / 3))
+            try:
+                await self._store.refresh()
+                for change in await self._store.expire():
+                    await self._push(change)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("presence keep-alive failed")
+
+
+@dataclass(frozen=True, slots=True)
+class RoomAccessView:
+    """What the room.read rule sees for a room the asker is not in."""
+
+    room_id: str
+    member: None = None

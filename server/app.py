@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -26,6 +26,7 @@ from server.metrics import Metrics
 from server.org import views as org_views
 from server.org.service import OrgService
 from server.permissions import Permissions
+from server.scheduler import Scheduler
 from server.settings import Settings
 from server.storage.ports import Storage
 
@@ -45,7 +46,9 @@ def make_storage(settings: Settings) -> Storage:
 
 
 def http_apis() -> list[Api]:
-    return [ops.api, auth_views.api, org_views.api, audit_views.api]
+    from rooms import views as room_views
+
+    return [ops.api, auth_views.api, org_views.api, audit_views.api, room_views.api]
 
 
 def build_openapi(apis: Iterable[Api]) -> dict[str, object]:
@@ -73,9 +76,11 @@ def create_app(
     permissions = Permissions(audit)
     org = OrgService(storage=store, audit=audit, auth=auth)
     gateway = Gateway(settings=settings, auth=auth, metrics=metrics, bus=bus)
+    scheduler = Scheduler(store)
     kernel = Kernel(settings=settings, storage=store, audit=audit, auth=auth, permissions=permissions, org=org,
                     metrics=metrics, bus=bus, counters=counters, redis=redis, gateway=gateway)
     app[KERNEL] = kernel
+    domains = _wire_domains(app, kernel, scheduler)
 
     apis = http_apis()
     for api in apis:
@@ -87,8 +92,14 @@ def create_app(
         await store.open()
         await bus.start()
         await gateway.start()
+        await scheduler.start()
+        for start, _ in domains:
+            await start()
         log.info("muster started", storage=store.name, redis=bool(redis), mode=settings.server.mode)
         yield
+        for _, stop in reversed(domains):
+            await stop()
+        await scheduler.stop()
         await bus.stop()
         await store.close()
         if redis is not None:
@@ -102,3 +113,34 @@ def create_app(
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(on_shutdown)
     return app
+
+
+Lifecycle = list[tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]]
+
+
+def _wire_domains(app: web.Application, kernel: Kernel, scheduler: Scheduler) -> Lifecycle:
+    """Build the domains on the kernel and mount their socket events; returns their start/stop pairs."""
+    from rooms.events import GatewayNotifier, register_room_events
+    from rooms.presence import MemoryPresence, PresenceService, PresenceStore
+    from rooms.service import RoomService, register_room_rules
+    from rooms.views import PRESENCE, ROOMS
+
+    settings = kernel.settings
+    register_room_rules(kernel.permissions)
+    notifier = GatewayNotifier(kernel.gateway)
+    rooms = RoomService(storage=kernel.storage, audit=kernel.audit, permissions=kernel.permissions,
+                        notifier=notifier, scheduler=scheduler, settings=settings.rooms)
+    kernel.org.on_user_changed(rooms.user_changed)
+    store: PresenceStore
+    if kernel.redis is not None:
+        from rooms.presence_redis import RedisPresence
+
+        store = RedisPresence(kernel.redis, settings.redis.prefix, ttl=settings.presence.ttl)
+    else:
+        store = MemoryPresence()
+    presence = PresenceService(store=store, storage=kernel.storage, permissions=kernel.permissions,
+                               notifier=notifier, ttl=settings.presence.ttl)
+    register_room_events(kernel.gateway, rooms, presence)
+    app[ROOMS] = rooms
+    app[PRESENCE] = presence
+    return [(presence.start, presence.stop)]

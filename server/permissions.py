@@ -49,11 +49,21 @@ class Permissions:
     def __init__(self, audit: AuditLog, rules: dict[str, Rule] | None = None) -> None:
         self._audit = audit
         self._rules: dict[str, Rule] = dict(KERNEL_RULES if rules is None else rules)
+        # Actions whose rule judges a particular thing (a room, a device) rather than the role alone.
+        self._on_resource: set[str] = {"device.revoke_own"} if rules is None else set()
 
-    def register(self, action: str, rule: Rule) -> None:
+    def register(self, action: str, rule: Rule, *, on_resource: bool = True) -> None:
+        """Add a rule; `on_resource=False` for rules that look at the user alone (listed by /api/me)."""
         if action in self._rules:
             raise ValueError(f"permission rule for {action!r} is already registered")
         self._rules[action] = rule
+        if on_resource:
+            self._on_resource.add(action)
+
+    @property
+    def role_actions(self) -> list[str]:
+        """Actions decided by who the user is, without a particular resource."""
+        return sorted(a for a in self._rules if a not in self._on_resource)
 
     @property
     def actions(self) -> list[str]:

@@ -59,7 +59,7 @@ async def logout(req: ApiRequest[None, None]) -> None:
 async def me(req: ApiRequest[None, None]) -> Me:
     k = req.app[KERNEL]
     p = req.principal
-    allowed = [a for a in k.permissions.actions if k.permissions.allows(p, a, None)]
+    allowed = [a for a in k.permissions.role_actions if k.permissions.allows(p, a, None)]
     return Me(user=user_out(p.user), device=device_out(p.device), permissions=allowed)
 
 

@@ -195,8 +195,8 @@ class Gateway:
             else:
                 await self.sio.leave_room(ctx.sid, room)
 
-    async def emit(self, event: str, data: Any, *, room: str, skip_sid: str | None = None) -> None:
-        """Send to a Socket.IO room on every node."""
+    async def emit(self, event: str, data: Any, *, room: str | list[str], skip_sid: str | None = None) -> None:
+        """Send to a Socket.IO room (or several: each socket gets one copy) on every node."""
         await self.sio.emit(event, data, room=room, skip_sid=skip_sid)
 
     async def _device_revoked(self, device: Device) -> None:

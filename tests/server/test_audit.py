@@ -75,7 +75,8 @@ async def test_storage_refuses_updates_and_deletes(store: SqliteStorage) -> None
         ("UPDATE audit_log SET actor_id = 'someone-else' WHERE chain = 'admin' AND seq = 2", 2, "edited"),
         ("UPDATE audit_log SET at = at + 1 WHERE chain = 'admin' AND seq = 5", 5, "edited"),
         ("DELETE FROM audit_log WHERE chain = 'admin' AND seq = 4", 4, "missing"),
-        ("UPDATE audit_log SET hash = 'f' || substr(hash, 2) WHERE chain = 'admin' AND seq = 1", 1, "edited"),
+        ("UPDATE audit_log SET hash = (CASE WHEN substr(hash, 1, 1) = 'f' THEN 'e' ELSE 'f' END) || substr(hash, 2)"
+         " WHERE chain = 'admin' AND seq = 1", 1, "edited"),
     ],
 )
 async def test_verify_points_at_the_first_broken_record(store: SqliteStorage, sql: str, seq: int,
