@@ -333,12 +333,14 @@ class RoomService:
         return [room.id for room, _ in await self._storage.list_user_rooms(user_id)]
 
     async def list_rooms(self, actor: Principal) -> list[RoomSummary]:
+        """My rooms, the one with the latest event first."""
         out = []
         for room, member in await self._storage.list_user_rooms(actor.user_id):
             unread = await self._storage.count_unread(room.id, actor.user_id, member.read_seq)
-            out.append(RoomSummary(room, member, unread))
-        out.sort(key=lambda s: s.room.updated_at, reverse=True)
-        return out
+            newest = await self._storage.list_events(room.id, limit=1)
+            out.append((newest[0].created_at if newest else room.created_at, RoomSummary(room, member, unread)))
+        out.sort(key=lambda pair: pair[0], reverse=True)
+        return [summary for _, summary in out]
 
     async def update_room(self, actor: Principal, room_id: str, *, name: str | None, topic: str | None) -> Room:
         access = await self.access(actor, room_id, "room.manage")
@@ -445,8 +447,8 @@ class RoomService:
         access = await self.access(actor, room_id)
         room, me = access.room, access.member
         assert me is not None
-        if room.kind == "department":
-            raise BadRequest("department rooms follow the department", code="room.fixed_membership")
+        if room.kind in ("department", "direct"):
+            raise BadRequest(f"nobody leaves a {room.kind} room", code="room.fixed_membership")
         if me.role == "owner":
             # Ownership passes to the longest-standing admin, else the longest-standing member.
             others = [m for m in await self._storage.list_members(room_id) if m.user_id != actor.user_id]
@@ -565,14 +567,8 @@ class RoomService:
                           device_id=actor.device_id, client_id=client_id, created_at=now_ms(), body=body)
         stored, created = await self._append(event, tokens=tokenize(text))
         if created:
-            await self._touch(access.room)
             await self._after_send(stored, actor)
         return stored, created
-
-    async def _touch(self, room: Room) -> None:
-        now = now_ms()
-        if now - room.updated_at > 1000:  # room lists sort by activity; a second's precision is plenty
-            await self._storage.update_room(replace(room, updated_at=now))
 
     async def _after_send(self, event: RoomEvent, actor: Principal) -> None:
         body = event.body

@@ -3,6 +3,7 @@ department rooms that follow their department. Every change is audited and poste
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.factories import Muster
@@ -109,6 +110,8 @@ async def test_direct_chats_are_one_per_pair(muster: Muster) -> None:
         assert "error" in ack
     ack = await a.call("direct.open", {"user_id": a.user_id})
     assert ack["error"]["code"] == "room.bad_direct"
+    ack = await a.call("room.leave", {"room_id": one["id"]})
+    assert ack["error"]["code"] == "room.fixed_membership"
 
 
 async def test_who_may_create_which_rooms(muster: Muster) -> None:
@@ -160,16 +163,21 @@ async def test_department_rooms_follow_the_department(muster: Muster) -> None:
     assert ack["error"]["code"] == "room.fixed_membership"
 
 
-async def test_room_list_has_unread_counts(muster: Muster) -> None:
+async def test_room_list_has_unread_counts_and_the_latest_activity_first(muster: Muster) -> None:
     a = await new_client(muster, "commander")
     b = await new_client(muster)
     quiet = await make_room(a, b, name="安静")
+    await asyncio.sleep(0.01)  # activity is ordered by the millisecond
     busy = await make_room(a, b, name="繁忙")
     for i in range(3):
         await send(a, busy, f"m{i}")
     rooms = (await b.ok("room.list"))["rooms"]
     unread = {r["room"]["id"]: r["unread"] for r in rooms}
     assert unread == {quiet: 0, busy: 3}
+    assert [r["room"]["id"] for r in rooms] == [busy, quiet]
+    await asyncio.sleep(0.01)
+    await send(a, quiet, "现在这里最新")
+    assert [r["room"]["id"] for r in (await b.ok("room.list"))["rooms"]] == [quiet, busy]
     status, body = await muster.request("GET", "/api/rooms", b.session)
     assert status == 200 and {r["room"]["id"] for r in body["rooms"]} == {quiet, busy}
     status, one = await muster.request("GET", f"/api/rooms/{busy}", b.session)
