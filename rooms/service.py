@@ -542,7 +542,7 @@ class RoomService:
         ack_requested: bool = False,
     ) -> tuple[RoomEvent, bool]:
         """Store and deliver a message; a resend with the same client_id returns the stored one."""
-        access = await self.access(actor, room_id, "room.send")
+        await self.access(actor, room_id, "room.send")
         self._check_text(text)
         if attachments:
             raise BadRequest("file attachments are not available yet", code="message.attachments_unavailable")
