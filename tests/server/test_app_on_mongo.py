@@ -50,3 +50,28 @@ async def test_app_flows_on_mongo_standin(tmp_path: Path, standin_url: str) -> N
         status, page = await muster.request("GET", "/api/audit?chain=admin", admin)
         assert [r["action"] for r in page["records"]][:2] == ["user.create", "department.create"]
         await store.db.client.drop_database(settings.storage.mongo_database)
+
+
+async def test_chat_on_mongo_standin(tmp_path: Path, standin_url: str) -> None:
+    from tests.rooms.conftest import make_room, new_client, send
+
+    settings = make_settings(tmp_path, storage={"backend": "mongo", "mongo_url": standin_url,
+                                                "mongo_database": f"muster_chat_{uuid.uuid4().hex[:12]}"})
+    store = MongoStorage(settings.storage.mongo_url, settings.storage.mongo_database)
+    async with running_muster(settings, storage=store) as muster:
+        a = await new_client(muster, "commander")
+        b = await new_client(muster)
+        room = await make_room(a, b, name="防汛")
+        first = await send(a, room, "东沟水库水位上涨", client_id="k1")
+        again = await a.ok("message.send", {"room_id": room, "client_id": "k1", "text": "东沟水库水位上涨"})
+        assert again["duplicate"] is True and again["event"]["seq"] == first["seq"]
+        for i in range(5):
+            await send(a, room, f"第{i}次报告", client_id=f"r{i}")
+        sync = await b.ok("sync", {"rooms": {room: first["seq"]}})
+        assert [e["seq"] for e in sync["rooms"][0]["events"]] == list(range(first["seq"] + 1, first["seq"] + 6))
+        assert sync["rooms"][0]["unread"] == 6
+        found = (await b.ok("search", {"query": "水位"}))["events"]
+        assert [e["id"] for e in found] == [first["id"]]
+        await a.ok("message.recall", {"room_id": room, "message_id": first["id"]})
+        assert (await b.ok("search", {"query": "水位"}))["events"] == []
+        await store.db.client.drop_database(settings.storage.mongo_database)
