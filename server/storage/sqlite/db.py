@@ -23,6 +23,10 @@ class SqliteBase:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._conn: aiosqlite.Connection | None = None
+        # Reads go through a second connection: in WAL mode it sees only committed data, so
+        # a reader never observes half of a transaction the writer has open (and reads do not
+        # queue behind writes on the writer's thread).
+        self._reader: aiosqlite.Connection | None = None
         # aiosqlite runs every statement on one thread, but an open transaction
         # would swallow another coroutine's writes: writers take turns.
         self._write_lock = asyncio.Lock()
@@ -44,17 +48,32 @@ class SqliteBase:
         await conn.execute("PRAGMA busy_timeout=5000")
         self._conn = conn
         await self._migrate()
+        reader = await aiosqlite.connect(str(self.path), isolation_level=None)
+        reader.row_factory = sqlite3.Row
+        await reader.execute("PRAGMA query_only=ON")
+        await reader.execute("PRAGMA busy_timeout=5000")
+        self._reader = reader
 
     async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise RuntimeError("SQLite storage is not open")
+        return self._reader
 
     async def ping(self) -> None:
         await self.fetch_one("SELECT 1")
 
     async def schema_version(self) -> int:
-        row = await self.fetch_one("SELECT MAX(version) AS v FROM schema_version")
+        async with self.db.execute("SELECT MAX(version) AS v FROM schema_version") as cursor:
+            row = await cursor.fetchone()
         return int(row["v"]) if row and row["v"] is not None else 0
 
     async def _migrate(self) -> None:
@@ -95,12 +114,12 @@ class SqliteBase:
             return cursor.rowcount
 
     async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        async with self.db.execute(sql, params) as cursor:
+        async with self.reader.execute(sql, params) as cursor:
             row: sqlite3.Row | None = await cursor.fetchone()
             return row
 
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> Iterable[sqlite3.Row]:
-        async with self.db.execute(sql, params) as cursor:
+        async with self.reader.execute(sql, params) as cursor:
             return await cursor.fetchall()
 
 
