@@ -192,8 +192,12 @@ class PresenceService:
                                                    kind=ctx.principal.device.kind, sid=ctx.sid))
 
     async def disconnected(self, ctx: SocketContext) -> None:
-        await self._storage.touch_device(ctx.device_id, at=now_ms())
-        await self._push(await self._store.disconnect(user_id=ctx.user_id, device_id=ctx.device_id, sid=ctx.sid))
+        # The device goes offline first: a storage hiccup below must not leave it online for good.
+        change = await self._store.disconnect(user_id=ctx.user_id, device_id=ctx.device_id, sid=ctx.sid)
+        try:
+            await self._storage.touch_device(ctx.device_id, at=now_ms())
+        finally:
+            await self._push(change)
 
     async def set_state(self, ctx: SocketContext, state: DeviceState) -> dict[str, Any]:
         change = await self._store.set_state(user_id=ctx.user_id, device_id=ctx.device_id, state=state)
@@ -238,7 +242,10 @@ class PresenceService:
             try:
                 await self._store.refresh()
                 for change in await self._store.expire():
-                    await self._push(change)
+                    try:
+                        await self._push(change)
+                    except Exception:  # one failed push must not swallow the others
+                        log.exception("presence push failed", user_id=change.user_id)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -7,7 +7,8 @@ Keys, under `<prefix>:presence`:
 - `user:<user_id>` set: the user's connected device ids.
 - `expiry` sorted set: `<node>|<device_id>` scored by when that node's share of the device
   expires (ms, Redis clock). Each node pushes its own members forward (`refresh`); a node that
-  dies stops doing so, and any surviving node's `expire` removes its shares.
+  dies stops doing so, and any surviving node's `expire` removes its shares (after a whole
+  cluster went down, the first node to start again does).
 - `seen` hash: user id -> last seen (ms).
 
 The expiry is kept per node and device, not per device: a device with sockets on two nodes
@@ -247,10 +248,9 @@ class RedisPresence:
     """Presence for a cluster: device states in Redis, shared by every node."""
 
     def __init__(self, redis: Redis, prefix: str, *, ttl: int) -> None:
-        self._redis = redis
         self._base = f"{prefix}:presence"
         self._ttl_ms = ttl * 1000
-        self._node = new_id()
+        self._node = new_id()  # this process's name in the expiry set
         self._local: dict[str, _LocalDevice] = {}
         self._restored: list[UserPresence] = []
         # Calls for one device run one at a time, so they reach Redis in the order this node made them.
@@ -261,11 +261,6 @@ class RedisPresence:
         self._get = redis.register_script(_GET)
         self._refresh = redis.register_script(_REFRESH)
         self._expire = redis.register_script(_EXPIRE)
-
-    @property
-    def node_id(self) -> str:
-        """This node's name in Redis (its members of the expiry set start with it)."""
-        return self._node
 
     def _lock(self, device_id: str) -> asyncio.Lock:
         return self._locks[hash(device_id) % _LOCK_STRIPES]

@@ -150,7 +150,7 @@ async def until_reported(survivors: list[RedisPresence], user_id: str, *, within
 
 
 async def test_the_devices_of_a_node_that_died_go_offline_once(nodes: Nodes) -> None:
-    ttl = 1
+    ttl = 2  # seconds; the test refreshes every ~0.1 s, so only a stall of most of a ttl could expire a live node
     dying, two, three = nodes(ttl=ttl), nodes(ttl=ttl), nodes(ttl=ttl)
     await dying.connect(user_id="alone", device_id="a-console", kind="console", sid="s1")
     await dying.set_state(user_id="alone", device_id="a-console", state="busy")
@@ -161,7 +161,7 @@ async def test_the_devices_of_a_node_that_died_go_offline_once(nodes: Nodes) -> 
 
     # while the node refreshes, its devices outlive the ttl
     loop = asyncio.get_running_loop()
-    alive_until = loop.time() + 1.5 * ttl
+    alive_until = loop.time() + 1.25 * ttl
     while loop.time() < alive_until:
         for store in (dying, two, three):
             await store.refresh()
