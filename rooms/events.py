@@ -24,6 +24,7 @@ from rooms.models import (
     Invite,
     MarkRead,
     MemberRef,
+    MessageBody,
     MessageRef,
     OpenDirect,
     RoomRef,
@@ -37,6 +38,7 @@ from rooms.models import (
 )
 from rooms.presence import PresenceService, UserPresence, presence_out
 from rooms.service import AckStatus, RoomService, event_out
+from server.auth.service import Principal
 from server.gateway.server import Gateway, SocketContext
 from server.storage.records import Membership, Room, RoomEvent
 
@@ -61,6 +63,17 @@ def ack_status_out(status: AckStatus) -> dict[str, Any]:
             "acknowledged": [{"user_id": a.user_id, "device_id": a.device_id, "at": a.at}
                              for a in status.acknowledged],
             "pending": status.pending, "stopped": status.stopped}
+
+
+async def send_payload(rooms: RoomService, principal: Principal, room_id: str,
+                       p: MessageBody) -> tuple[RoomEvent, bool]:
+    """A message payload (socket or HTTP) handed to the service."""
+    return await rooms.send_message(
+        principal, room_id=room_id, client_id=p.client_id, text=p.text, mentions=list(p.mentions),
+        mention_all=p.mention_all, reply_to=p.reply_to, attachments=[a.model_dump() for a in p.attachments],
+        ack_requested=p.ack is not None, ack_all=bool(p.ack and p.ack.all),
+        ack_user_ids=list(p.ack.user_ids) if p.ack else None,
+    )
 
 
 class GatewayNotifier:
@@ -169,12 +182,7 @@ def register_room_events(gateway: Gateway, rooms: RoomService, presence: Presenc
 
     @on("message.send", SendMessage)
     async def send(ctx: SocketContext, p: SendMessage) -> dict[str, Any]:
-        event, created = await rooms.send_message(
-            ctx.principal, room_id=p.room_id, client_id=p.client_id, text=p.text, mentions=list(p.mentions),
-            mention_all=p.mention_all, reply_to=p.reply_to, attachments=[a.model_dump() for a in p.attachments],
-            ack_requested=p.ack is not None, ack_all=bool(p.ack and p.ack.all),
-            ack_user_ids=list(p.ack.user_ids) if p.ack else None,
-        )
+        event, created = await send_payload(rooms, ctx.principal, p.room_id, p)
         return {"event": event_out(event), "duplicate": not created}
 
     @on("message.edit", EditMessage)

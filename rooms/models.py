@@ -29,17 +29,6 @@ class AckRequest(Payload):
     user_ids: UserIds = Field(default_factory=list)
 
 
-class SendMessage(Payload):
-    room_id: Id
-    client_id: ClientId
-    text: Text
-    mentions: Annotated[list[Id], Field(max_length=100)] = Field(default_factory=list)
-    mention_all: bool = False
-    reply_to: Id | None = None
-    attachments: Annotated[list[AttachmentRef], Field(max_length=20)] = Field(default_factory=list)
-    ack: AckRequest | None = None
-
-
 class MessageBody(Payload):
     """A message sent over HTTP to a room named in the path."""
 
@@ -52,18 +41,19 @@ class MessageBody(Payload):
     ack: AckRequest | None = None
 
 
-class EditMessage(Payload):
-    room_id: Id
-    message_id: Id
-    text: Text
-    mentions: Annotated[list[Id], Field(max_length=100)] = Field(default_factory=list)
-    mention_all: bool = False
-
-
 class EditBody(Payload):
     text: Text
     mentions: Annotated[list[Id], Field(max_length=100)] = Field(default_factory=list)
     mention_all: bool = False
+
+
+class SendMessage(MessageBody):
+    room_id: Id
+
+
+class EditMessage(EditBody):
+    room_id: Id
+    message_id: Id
 
 
 class MessageRef(Payload):
@@ -85,28 +75,25 @@ class OpenDirect(Payload):
     user_id: Id
 
 
-class UpdateRoom(Payload):
-    room_id: Id
-    name: Name | None = None
-    topic: Topic | None = None
-
-
 class UpdateRoomBody(Payload):
     name: Name | None = None
     topic: Topic | None = None
+
+
+class UpdateRoom(UpdateRoomBody):
+    room_id: Id
 
 
 class RoomRef(Payload):
     room_id: Id
 
 
-class Invite(Payload):
-    room_id: Id
-    user_ids: Annotated[list[Id], Field(min_length=1, max_length=100)]
-
-
 class InviteBody(Payload):
     user_ids: Annotated[list[Id], Field(min_length=1, max_length=100)]
+
+
+class Invite(InviteBody):
+    room_id: Id
 
 
 class MemberRef(Payload):
@@ -114,14 +101,13 @@ class MemberRef(Payload):
     user_id: Id
 
 
-class SetRole(Payload):
-    room_id: Id
-    user_id: Id
-    role: Literal["owner", "admin", "member"]
-
-
 class SetRoleBody(Payload):
     role: Literal["owner", "admin", "member"]
+
+
+class SetRole(SetRoleBody):
+    room_id: Id
+    user_id: Id
 
 
 class History(Payload):
@@ -144,13 +130,12 @@ class Sync(Payload):
     limit: PageLimit = 100
 
 
-class MarkRead(Payload):
-    room_id: Id
-    seq: Seq
-
-
 class MarkReadBody(Payload):
     seq: Seq
+
+
+class MarkRead(MarkReadBody):
+    room_id: Id
 
 
 class TypingPayload(Payload):

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from rooms.events import ack_status_out, member_out, room_out
+from rooms.events import ack_status_out, member_out, room_out, send_payload
 from rooms.models import (
     AckOut,
     AckStatusOut,
@@ -136,13 +136,7 @@ async def history(req: ApiRequest[None, HistoryQuery]) -> EventPageOut:
            body=MessageBody, response=SentOut, errors=[409])
 async def send_message(req: ApiRequest[MessageBody, None]) -> SentOut:
     """A resend with the same client_id answers with the stored message and `duplicate: true`."""
-    b = req.body
-    event, created = await req.app[ROOMS].send_message(
-        req.principal, room_id=req.path["room_id"], client_id=b.client_id, text=b.text, mentions=list(b.mentions),
-        mention_all=b.mention_all, reply_to=b.reply_to, attachments=[a.model_dump() for a in b.attachments],
-        ack_requested=b.ack is not None, ack_all=bool(b.ack and b.ack.all),
-        ack_user_ids=list(b.ack.user_ids) if b.ack else None,
-    )
+    event, created = await send_payload(req.app[ROOMS], req.principal, req.path["room_id"], req.body)
     return SentOut(event=_event(event), duplicate=not created)
 
 

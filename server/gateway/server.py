@@ -222,6 +222,10 @@ class Gateway:
                 await self.sio.disconnect(sid, ignore_queue=True)
             except Exception:  # a socket that is already gone
                 log.debug("socket already closed", sid=sid)
+        # Close the Engine.IO transports too: a client that does not hang up by itself would
+        # otherwise keep its websocket handler (and the shutdown) waiting.
+        if self.sio.eio.sockets:
+            await self.sio.eio.disconnect()
         await self.sio.shutdown()
         await self._stop_manager()
 
