@@ -22,11 +22,15 @@ install: $(STAMP)
 run: install
 	$(BIN)/python -m server run --demo $(ARGS)
 
-## Services the tests start themselves: redis-server (installed here when missing).
+## What the tests start or run themselves: redis-server, and Node.js with npm for the official
+## JavaScript client test (installed here when missing).
 test-services:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+	@{ command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } || { \
+	  echo "installing nodejs and npm"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
 
 test: install test-services
 	$(BIN)/python -m pytest $(ARGS)

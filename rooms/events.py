@@ -112,9 +112,9 @@ def register_room_events(gateway: Gateway, rooms: RoomService, presence: Presenc
         # A new socket receives the events of every room its user belongs to.
         for room_id in await rooms.room_ids_of(ctx.user_id):
             await gateway.sio.enter_room(ctx.sid, room_room(room_id))
-        await presence.connected(ctx)
 
     gateway.on_connected(joined)
+    gateway.on_connected(presence.connected, after_accept=True)
     gateway.on_disconnected(presence.disconnected)
 
     @on("room.list")

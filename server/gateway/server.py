@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,6 +37,17 @@ EventHandler = Callable[["SocketContext", Any], Awaitable[Any]]
 ConnectionHook = Callable[["SocketContext"], Awaitable[None]]
 DISCONNECT_TOPIC = "sockets.disconnect"
 ROOMS_TOPIC = "sockets.rooms"
+
+
+class Utf8Json:
+    """The JSON module python-socketio encodes with: UTF-8 text as is, not as \\uXXXX escapes
+    (Chinese text would otherwise cost six bytes a character on the wire instead of three)."""
+
+    loads = staticmethod(json.loads)
+
+    @staticmethod
+    def dumps(obj: Any, **kwargs: Any) -> str:
+        return json.dumps(obj, ensure_ascii=False, **kwargs)
 
 
 class TokenBucket:
@@ -100,6 +112,7 @@ class Gateway:
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
             client_manager=manager,
+            json=Utf8Json,
             cors_allowed_origins="*" if "*" in origins else (origins or None),
             logger=False,
             engineio_logger=False,
@@ -109,6 +122,7 @@ class Gateway:
         self._buckets: dict[str, TokenBucket] = {}
         self._rate = (settings.gateway.events_per_second, settings.gateway.event_burst)
         self._on_connected: list[ConnectionHook] = []
+        self._after_accept: list[ConnectionHook] = []
         self._on_disconnected: list[ConnectionHook] = []
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
@@ -152,6 +166,10 @@ class Gateway:
         await self.sio.enter_room(sid, device_room(principal.device_id))
         for hook in self._on_connected:
             await hook(ctx)
+        if self._after_accept:
+            # The client learns it is connected only when this handler returns; what these hooks
+            # send must come after that, so they run as a task.
+            self.sio.start_background_task(self._run_after_accept, ctx)
         self._metrics.socket_connects.labels("accepted").inc()
         self._metrics.sockets.inc()
         log.info("socket connected", sid=sid, user_id=principal.user_id, device_id=principal.device_id)
@@ -169,9 +187,17 @@ class Gateway:
                 except Exception:
                     log.exception("disconnect hook failed", sid=sid)
 
-    def on_connected(self, hook: ConnectionHook) -> None:
-        """Run `hook(ctx)` after a socket is accepted (domains join rooms, mark presence)."""
-        self._on_connected.append(hook)
+    def on_connected(self, hook: ConnectionHook, *, after_accept: bool = False) -> None:
+        """Run `hook(ctx)` when a socket is accepted: before the client is told (to join rooms), or
+        with `after_accept`, once it has been told (for hooks that emit, such as presence)."""
+        (self._after_accept if after_accept else self._on_connected).append(hook)
+
+    async def _run_after_accept(self, ctx: SocketContext) -> None:
+        for hook in self._after_accept:
+            try:
+                await hook(ctx)
+            except Exception:
+                log.exception("connect hook failed", sid=ctx.sid)
 
     def on_disconnected(self, hook: ConnectionHook) -> None:
         self._on_disconnected.append(hook)

@@ -135,3 +135,20 @@ async def test_bearer_header_is_accepted_at_connect(muster: Muster) -> None:
         assert (await client.call("whoami", timeout=5))["data"]["user_id"] == s.user_id
     finally:
         await client.disconnect()
+
+
+async def test_chinese_text_travels_as_utf8_not_escapes(muster: Muster) -> None:
+    """Read the raw Engine.IO frames: 水位 is sent as its UTF-8 characters, not as \\u6c34\\u4f4d escapes."""
+    s = await muster.session()
+    ws = await muster.http.ws_connect(f"{muster.url}/socket.io/?EIO=4&transport=websocket")
+    try:
+        opened = await ws.receive_str()
+        assert opened.startswith("0{")
+        await ws.send_str('40{"token":"%s"}' % s.access_token)
+        connected = await ws.receive_str()
+        assert connected.startswith("40{")
+        await muster.kernel.gateway.emit("note", {"text": "东沟水库水位上涨"}, room=user_room(s.user_id))
+        frame = await ws.receive_str()
+        assert frame == '42["note",{"text":"东沟水库水位上涨"}]'
+    finally:
+        await ws.close()
