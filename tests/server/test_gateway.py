@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -144,7 +145,7 @@ async def test_chinese_text_travels_as_utf8_not_escapes(muster: Muster) -> None:
     try:
         opened = await ws.receive_str()
         assert opened.startswith("0{")
-        await ws.send_str('40{"token":"%s"}' % s.access_token)
+        await ws.send_str('40' + json.dumps({"token": s.access_token}))
         connected = await ws.receive_str()
         assert connected.startswith("40{")
         await muster.kernel.gateway.emit("note", {"text": "东沟水库水位上涨"}, room=user_room(s.user_id))
