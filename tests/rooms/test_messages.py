@@ -229,3 +229,17 @@ async def test_search_finds_chinese_and_latin_in_my_rooms_only(muster: Muster) -
     assert ack["error"]["code"] == "search.empty"
     ack = await outsider.call("search", {"query": "大坝", "room_id": room})
     assert ack["error"]["code"] == "room.not_member"
+
+
+async def test_system_messages_from_muster_are_delivered_and_searchable(muster: Muster) -> None:
+    from rooms.views import ROOMS
+
+    a = await new_client(muster, "commander")
+    b = await new_client(muster)
+    room = await make_room(a, b)
+    event = await muster.app[ROOMS].post_system_message(room, "任务已交办：水利局核查大坝", {"task_id": "t1"})
+    assert event.kind == "system" and event.sender_id is None
+    await until(lambda: any(e["id"] == event.id for e in b.room_events(room)), what="delivered")
+    found = (await b.ok("search", {"query": "交办"}))["events"]
+    assert [e["id"] for e in found] == [event.id]
+    assert (await b.ok("room.list"))["rooms"][0]["unread"] == 1
