@@ -65,8 +65,16 @@ def create_app(
         middlewares=make_middlewares(metrics=metrics, cors_origins=settings.server.cors_origins),
     )
     store = storage or make_storage(settings)
-    redis: Redis | None = Redis.from_url(settings.redis.url) if settings.redis.url else None
-    bus: Bus = RedisBus(redis, settings.redis.prefix) if redis is not None else LocalBus()
+    redis: Redis | None = None
+    bus_redis: Redis | None = None
+    if settings.redis.url:
+        # Commands (counters, presence, readiness) must not hang on a Redis that stopped answering;
+        # the bus's subscriber waits for messages for as long as it takes, so it has its own
+        # connection without a read timeout (health checks still find a dead one).
+        redis = Redis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=5,
+                               health_check_interval=30)
+        bus_redis = Redis.from_url(settings.redis.url, socket_connect_timeout=5, health_check_interval=30)
+    bus: Bus = RedisBus(bus_redis, settings.redis.prefix) if bus_redis is not None else LocalBus()
     counters: Counters = RedisCounters(redis, settings.redis.prefix) if redis is not None else MemoryCounters()
     audit = AuditLog(store)
     auth = AuthService(
@@ -102,9 +110,10 @@ def create_app(
         await scheduler.stop()
         await bus.stop()
         await store.close()
-        if redis is not None:
-            with contextlib.suppress(Exception):
-                await redis.aclose()
+        for client in (redis, bus_redis):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
 
     async def on_shutdown(app: web.Application) -> None:
         # Before aiohttp closes connections: tell each socket and close it cleanly.
