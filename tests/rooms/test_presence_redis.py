@@ -14,6 +14,7 @@ from rooms.presence_redis import RedisPresence
 from server.errors import AppError
 from server.ids import new_id
 from tests.conftest import free_port
+from tests.rooms.test_presence_rule import presence_follows_sockets_and_states
 
 Nodes = Callable[..., RedisPresence]
 
@@ -50,23 +51,7 @@ async def state_of(store: RedisPresence, user_id: str) -> str:
 
 
 async def test_redis_presence_follows_sockets_and_states(nodes: Nodes) -> None:
-    p = nodes()
-    changed = await p.connect(user_id="u", device_id="console", kind="console", sid="s1")
-    assert changed is not None and changed.state == "online"
-    # a second socket of the same device changes nothing
-    assert await p.connect(user_id="u", device_id="console", kind="console", sid="s2") is None
-    assert await p.connect(user_id="u", device_id="phone", kind="mobile", sid="s3") is None
-    changed = await p.set_state(user_id="u", device_id="console", state="busy")
-    assert changed is not None and changed.state == "busy"
-    assert await p.disconnect(user_id="u", device_id="console", sid="s1") is None  # s2 still open
-    changed = await p.disconnect(user_id="u", device_id="console", sid="s2")
-    assert changed is not None and changed.state == "online"
-    got = (await p.get(["u"]))["u"]
-    assert devices(got) == [("phone", "mobile", "online")]
-    changed = await p.disconnect(user_id="u", device_id="phone", sid="s3")
-    assert changed is not None and changed.state == "offline" and changed.last_seen_at
-    assert (await p.get(["nobody"]))["nobody"].state == "offline"
-    assert (await p.get(["nobody"]))["nobody"].last_seen_at is None
+    await presence_follows_sockets_and_states(nodes())
 
 
 async def test_unknown_devices_and_sockets_change_nothing(nodes: Nodes) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rooms.presence import MemoryPresence, combine_device_states
+from rooms.presence import MemoryPresence, PresenceStore, combine_device_states
 
 
 @pytest.mark.parametrize(
@@ -26,8 +26,8 @@ def test_combine_device_states(devices: list[str], user: str) -> None:
     assert combine_device_states(devices) == user
 
 
-async def test_memory_presence_follows_sockets_and_states() -> None:
-    p = MemoryPresence()
+async def presence_follows_sockets_and_states(p: PresenceStore) -> None:
+    """The behaviour every presence store shares (the Redis one runs it too)."""
     changed = await p.connect(user_id="u", device_id="console", kind="console", sid="s1")
     assert changed is not None and changed.state == "online"
     # a second socket of the same device changes nothing
@@ -42,4 +42,9 @@ async def test_memory_presence_follows_sockets_and_states() -> None:
     assert [(d.device_id, d.kind, d.state) for d in got.devices] == [("phone", "mobile", "online")]
     changed = await p.disconnect(user_id="u", device_id="phone", sid="s3")
     assert changed is not None and changed.state == "offline" and changed.last_seen_at
-    assert (await p.get(["nobody"]))["nobody"].state == "offline"
+    nobody = (await p.get(["nobody"]))["nobody"]
+    assert nobody.state == "offline" and nobody.last_seen_at is None
+
+
+async def test_memory_presence_follows_sockets_and_states() -> None:
+    await presence_follows_sockets_and_states(MemoryPresence())
