@@ -22,8 +22,9 @@ install: $(STAMP)
 run: install
 	$(BIN)/python -m server run --demo $(ARGS)
 
-## What the tests start or run themselves: redis-server, and Node.js with npm for the official
-## JavaScript client test (installed here when missing).
+## What the tests start or run themselves: redis-server, Node.js with npm for the official
+## JavaScript clients, ClamAV's daemon (started by the tests with their own signature file,
+## no download) and Chromium for the browser tests (installed here when missing).
 test-services:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server"; \
@@ -31,6 +32,12 @@ test-services:
 	@{ command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } || { \
 	  echo "installing nodejs and npm"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
+	@{ command -v clamd >/dev/null 2>&1 || [ -x /usr/sbin/clamd ]; } || { \
+	  echo "installing clamav-daemon"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq clamav-daemon >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 test: install test-services
 	$(BIN)/python -m pytest $(ARGS)

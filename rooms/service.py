@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from rooms.files.service import FileService
 from rooms.search import query_tokens, tokenize
 from server.audit.service import AuditLog, case_chain
 from server.auth.service import Principal
@@ -32,6 +33,7 @@ from server.storage.records import (
     Room,
     RoomEvent,
     RoomKind,
+    StoredFile,
     User,
 )
 
@@ -173,8 +175,10 @@ class RoomService:
         notifier: RoomNotifier,
         scheduler: Scheduler,
         settings: RoomsSettings,
+        files: FileService | None = None,
     ) -> None:
         self._storage = storage
+        self._files = files
         self._audit = audit
         self._permissions = permissions
         self._notify = notifier
@@ -542,17 +546,21 @@ class RoomService:
         ack_requested: bool = False,
     ) -> tuple[RoomEvent, bool]:
         """Store and deliver a message; a resend with the same client_id returns the stored one."""
-        await self.access(actor, room_id, "room.send")
-        self._check_text(text)
+        access = await self.access(actor, room_id, "room.send")
+        files: list[dict[str, Any]] = []
         if attachments:
-            raise BadRequest("file attachments are not available yet", code="message.attachments_unavailable")
+            if self._files is None:
+                raise BadRequest("file attachments are not available here", code="message.attachments_unavailable")
+            files = await self._files.attachments(actor, attachments)
+        if text or not files:
+            self._check_text(text)
         mentions = await self._check_mentions(room_id, mentions or [])
         if reply_to is not None:
             target = await self._storage.get_event(room_id, reply_to)
             if target is None or target.kind not in MESSAGE_KINDS:
                 raise BadRequest("reply_to must name a message of this room", code="message.bad_reply")
         body: dict[str, Any] = {"text": text, "mentions": mentions, "mention_all": mention_all,
-                                "reply_to": reply_to, "attachments": []}
+                                "reply_to": reply_to, "attachments": files}
         if ack_requested or ack_all or ack_user_ids:
             if ack_all:
                 required = [m.user_id for m in await self._storage.list_members(room_id)
@@ -565,10 +573,40 @@ class RoomService:
             body["ack"] = {"all": ack_all, "user_ids": required, "stopped": False}
         event = RoomEvent(id=new_id(), room_id=room_id, seq=0, kind="message", sender_id=actor.user_id,
                           device_id=actor.device_id, client_id=client_id, created_at=now_ms(), body=body)
-        stored, created = await self._append(event, tokens=tokenize(text))
+        if files:
+            await self._link_files(access.room, actor, event.id, files)
+        tokens = tokenize(" ".join([text, *(f["name"] for f in files)]))
+        stored, created = await self._append(event, tokens=tokens)
+        if files and not created:
+            # A resend: the stored message carries the files; forget the links made for this copy.
+            assert self._files is not None
+            await self._files.unlink("message", event.id)
         if created:
             await self._after_send(stored, actor)
         return stored, created
+
+    async def _link_files(self, room: Room, actor: Principal, message_id: str, files: list[dict[str, Any]]) -> None:
+        # Linked before the message is stored: once members can see it, they can open its files.
+        assert self._files is not None
+        await self._files.link([f["file_id"] for f in files], scope_type="room", scope_id=room.id,
+                               target_type="message", target_id=message_id, actor=actor)
+        for f in files:
+            await self._record(room, actor, "file.attach", "file", f["file_id"],
+                               {"message_id": message_id, "name": f["name"], "sha256": f["sha256"],
+                                "size": f["size"]})
+
+    async def check_share(self, actor: Principal, room_id: str) -> None:
+        """Refuse an upload meant for a room the actor may not post in."""
+        await self.access(actor, room_id, "room.send")
+
+    async def share_file(self, actor: Principal, room_id: str, *, client_id: str, file: StoredFile) -> None:
+        """Post a finished upload to the room it was meant for (idempotent on client_id)."""
+        await self.send_message(actor, room_id=room_id, client_id=client_id, text="",
+                                attachments=[{"file_id": file.id, "name": file.name}])
+
+    async def may_read_room(self, principal: Principal, room_id: str) -> bool:
+        """Whether the user is a member (files shared in a room are visible to its members)."""
+        return await self._storage.get_member(room_id, principal.user_id) is not None
 
     async def _after_send(self, event: RoomEvent, actor: Principal) -> None:
         body = event.body
@@ -633,6 +671,9 @@ class RoomService:
         await self._record(access.room, actor, "message.recall", "message", message_id,
                            {"original": message.body})
         await self._storage.update_message(room_id, message_id, body={}, recalled_at=now, search_tokens=[])
+        if message.body.get("attachments") and self._files is not None:
+            # The message no longer carries its files; a case or another message that refers to them keeps them.
+            await self._files.unlink("message", message_id)
         await self._scheduler.cancel(f"ack:{message_id}")
         who = await _Names(self._storage)(actor.user_id)
         event, _ = await self._append(RoomEvent(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -28,7 +29,10 @@ from server.org.service import OrgService
 from server.permissions import Permissions
 from server.scheduler import Scheduler
 from server.settings import Settings
-from server.storage.ports import Storage
+from server.storage.ports import BlobStore, Storage
+
+if TYPE_CHECKING:
+    from rooms.files.service import FileService, UserNotifier
 
 VERSION = "0.1.0"
 log = get_logger("muster.app")
@@ -47,8 +51,9 @@ def make_storage(settings: Settings) -> Storage:
 
 def http_apis() -> list[Api]:
     from rooms import views as room_views
+    from rooms.files import views as file_views
 
-    return [ops.api, auth_views.api, org_views.api, audit_views.api, room_views.api]
+    return [ops.api, auth_views.api, org_views.api, audit_views.api, room_views.api, file_views.api]
 
 
 def build_openapi(apis: Iterable[Api]) -> dict[str, object]:
@@ -130,6 +135,7 @@ Lifecycle = list[tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[Non
 def _wire_domains(app: web.Application, kernel: Kernel, scheduler: Scheduler) -> Lifecycle:
     """Build the domains on the kernel and mount their socket events; returns their start/stop pairs."""
     from rooms.events import GatewayNotifier, register_room_events
+    from rooms.files.views import FILES
     from rooms.presence import MemoryPresence, PresenceService, PresenceStore
     from rooms.service import RoomService, register_room_rules
     from rooms.views import PRESENCE, ROOMS
@@ -137,8 +143,11 @@ def _wire_domains(app: web.Application, kernel: Kernel, scheduler: Scheduler) ->
     settings = kernel.settings
     register_room_rules(kernel.permissions)
     notifier = GatewayNotifier(kernel.gateway)
+    files = _file_service(kernel, scheduler, notifier)
     rooms = RoomService(storage=kernel.storage, audit=kernel.audit, permissions=kernel.permissions,
-                        notifier=notifier, scheduler=scheduler, settings=settings.rooms)
+                        notifier=notifier, scheduler=scheduler, settings=settings.rooms, files=files)
+    files.rooms = rooms
+    files.register_scope("room", rooms.may_read_room)
     kernel.org.on_user_changed(rooms.user_changed)
     store: PresenceStore
     if kernel.redis is not None:
@@ -152,4 +161,68 @@ def _wire_domains(app: web.Application, kernel: Kernel, scheduler: Scheduler) ->
     register_room_events(kernel.gateway, rooms, presence)
     app[ROOMS] = rooms
     app[PRESENCE] = presence
-    return [(presence.start, presence.stop)]
+    app[FILES] = files
+    return [(files.start, files.stop), (presence.start, presence.stop)]
+
+
+def _file_service(kernel: Kernel, scheduler: Scheduler, notifier: UserNotifier) -> FileService:
+    """Files on local disk, or in GridFS beside MongoDB; scanned by ClamAV when configured."""
+    from rooms.files.scan import ClamdScanner
+    from rooms.files.service import FileService
+
+    settings = kernel.settings
+    blobs: BlobStore
+    use_gridfs = settings.files.blob_store == "gridfs" or (
+        settings.files.blob_store == "auto" and settings.storage.backend == "mongo")
+    if use_gridfs:
+        blobs = _GridFsOnOpen(kernel.storage)
+    else:
+        from server.storage.blobs.local import LocalBlobStore
+
+        blobs = LocalBlobStore(settings.files_dir / "blobs")
+    scanner = (ClamdScanner(settings.files.clamd, timeout=settings.files.clamd_timeout)
+               if settings.files.clamd else None)
+    return FileService(storage=kernel.storage, blobs=blobs, audit=kernel.audit, permissions=kernel.permissions,
+                       notifier=notifier, scheduler=scheduler, settings=settings.files,
+                       spool_dir=settings.files_dir / "spool", link_secret=settings.auth.jwt_secret.encode(),
+                       principal_lookup=kernel.auth.authenticate_ids, scanner=scanner)
+
+
+class _GridFsOnOpen:
+    """GridFS needs the MongoDB connection, which exists once storage has opened."""
+
+    name = "gridfs"
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._inner: BlobStore | None = None
+
+    @property
+    def inner(self) -> BlobStore:
+        if self._inner is None:
+            raise RuntimeError("the blob store is not open")
+        return self._inner
+
+    async def open(self) -> None:
+        from server.storage.blobs.gridfs import GridFsBlobStore
+        from server.storage.mongo import MongoStorage
+
+        assert isinstance(self._storage, MongoStorage), "GridFS needs the MongoDB storage backend"
+        self._inner = GridFsBlobStore(self._storage.db)
+        await self._inner.open()
+
+    async def close(self) -> None:
+        if self._inner is not None:
+            await self._inner.close()
+
+    async def put_blob(self, chunks: AsyncIterator[bytes]) -> tuple[str, int]:
+        return await self.inner.put_blob(chunks)
+
+    async def blob_size(self, sha256: str) -> int | None:
+        return await self.inner.blob_size(sha256)
+
+    def read_blob(self, sha256: str, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        return self.inner.read_blob(sha256, start=start, end=end)
+
+    async def delete_blob(self, sha256: str) -> bool:
+        return await self.inner.delete_blob(sha256)

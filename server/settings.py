@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass
@@ -102,6 +103,20 @@ class PresenceSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FilesSettings:
+    dir: str
+    blob_store: str
+    max_upload_size: int
+    user_quota: int
+    upload_expiry: int
+    clamd: str
+    clamd_timeout: float
+    thumbnail_size: int
+    max_image_pixels: int
+    link_ttl: int
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings
     log: LogSettings
@@ -113,6 +128,7 @@ class Settings:
     gateway: GatewaySettings
     rooms: RoomsSettings
     presence: PresenceSettings
+    files: FilesSettings
 
     @property
     def production(self) -> bool:
@@ -121,6 +137,11 @@ class Settings:
     @property
     def data_dir(self) -> Path:
         return Path(self.server.data_dir)
+
+    @property
+    def files_dir(self) -> Path:
+        path = Path(self.files.dir)
+        return path if path.is_absolute() else self.data_dir / path
 
     @property
     def sqlite_file(self) -> Path:
@@ -254,6 +275,15 @@ def validate(settings: Settings) -> None:
         raise SettingsError("gateway.events_per_second and gateway.event_burst must be positive")
     if settings.presence.ttl < 3:
         raise SettingsError("presence.ttl must be at least 3 seconds")
+    if settings.files.blob_store not in ("auto", "disk", "gridfs"):
+        raise SettingsError("files.blob_store must be 'auto', 'disk' or 'gridfs'")
+    if settings.files.blob_store == "gridfs" and settings.storage.backend != "mongo":
+        raise SettingsError("files.blob_store = 'gridfs' needs storage.backend = 'mongo'")
+    if settings.files.max_upload_size < 1 or settings.files.user_quota < 0 or settings.files.upload_expiry < 60:
+        raise SettingsError("files.max_upload_size must be positive, files.user_quota not negative, "
+                            "files.upload_expiry at least 60 seconds")
+    if settings.files.clamd and not re.fullmatch(r"(unix:/.+|tcp:[^:]+:\d+)", settings.files.clamd):
+        raise SettingsError("files.clamd must be '', 'unix:/path/to/clamd.sock' or 'tcp:host:port'")
     if settings.production:
         if settings.auth.jwt_secret == DEFAULT_JWT_SECRET:
             raise SettingsError("production mode refuses the default auth.jwt_secret: set MUSTER_AUTH_JWT_SECRET")

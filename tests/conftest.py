@@ -63,3 +63,15 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def clamd_address() -> Iterator[str]:
+    """A real clamd for the whole session on a unix socket ("unix:/…/clamd.sock"), with only the test
+    signatures of tests/clamd.py (EICAR and a harmless probe): no virus database is downloaded."""
+    from tests.clamd import INSTALL_HINT, find_clamd, running_clamd
+
+    if find_clamd() is None:
+        pytest.fail(f"clamd (/usr/sbin/clamd) is missing: {INSTALL_HINT}", pytrace=False)
+    with running_clamd() as clamd:
+        yield clamd.address

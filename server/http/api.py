@@ -96,6 +96,8 @@ class Operation:
     errors: tuple[int, ...]
     content_type: str = "application/json"
     raw: bool = False
+    # auth=False routes whose handler checks the bearer token itself (or a signed link instead).
+    own_auth: bool = False
     description: str = ""
     path_params: list[str] = field(default_factory=list)
 
@@ -123,16 +125,19 @@ class Api:
         errors: Iterable[int] = (),
         content_type: str = "application/json",
         raw: bool = False,
+        own_auth: bool = False,
     ) -> Callable[[Handler], Handler]:
-        """Declare an operation. `raw`: the handler returns its own response of `content_type`."""
+        """Declare an operation. `raw`: the handler returns its own response of `content_type`.
+        `own_auth` (with auth=False): the handler accepts the bearer token or another credential itself."""
         def decorator(handler: Handler) -> Handler:
-            default_errors = {400} | ({401, 403} if auth else set()) | ({404} if "{" in path else set())
+            default_errors = {400} | ({401, 403} if auth or own_auth else set()) | ({404} if "{" in path else set())
             if body is not None:
                 default_errors |= {413, 415}
             self.operations.append(Operation(
                 method=method.upper(), path=path, handler=handler, summary=summary, tags=tuple(tags),
                 body=body, query=query, response=response, status=status, auth=auth,
                 errors=tuple(sorted(default_errors | set(errors))), content_type=content_type, raw=raw,
+                own_auth=own_auth,
                 description=(handler.__doc__ or "").strip(), path_params=PATH_PARAM.findall(path),
             ))
             return handler
@@ -242,7 +247,7 @@ def openapi_document(apis: Iterable[Api], *, title: str, version: str) -> dict[s
         }
         if op.description:
             entry["description"] = op.description
-        if op.auth:
+        if op.auth or op.own_auth:
             entry["security"] = [{"bearerAuth": []}]
         for name in op.path_params:
             entry["parameters"].append({
@@ -264,7 +269,7 @@ def openapi_document(apis: Iterable[Api], *, title: str, version: str) -> dict[s
         ok: dict[str, Any] = {"description": "OK"}
         if op.response is not None:
             ok["content"] = {op.content_type: {"schema": keyed[(op.response, "serialization")]}}
-        elif op.raw:
+        elif op.raw and op.content_type and op.status != 204 and op.method != "HEAD":
             raw_schema = {"type": "object"} if op.content_type == "application/json" else {"type": "string"}
             ok["content"] = {op.content_type: {"schema": raw_schema}}
         documented = 204 if op.response is None and not op.raw else op.status

@@ -49,7 +49,10 @@ def make_middlewares(
             "Access-Control-Allow-Origin": origin,
             "Vary": "Origin",
             "Access-Control-Allow-Credentials": "true",
-            "Access-Control-Expose-Headers": "X-Request-Id, Retry-After",
+            # Resumable uploads (tus) and ranged downloads read these from another origin too.
+            "Access-Control-Expose-Headers": "X-Request-Id, Retry-After, Location, Upload-Offset, Upload-Length, "
+            "Upload-Metadata, Upload-Expires, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, "
+            "Tus-Checksum-Algorithm, Muster-File-Id, Content-Range, Accept-Ranges, ETag, Content-Disposition",
         }
 
     @web.middleware

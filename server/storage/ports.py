@@ -9,12 +9,17 @@ from server.storage.records import (
     AuditRecord,
     Department,
     Device,
+    FileLink,
+    FileStatus,
     Job,
     MemberRole,
     Membership,
     MessageAck,
     Room,
     RoomEvent,
+    StoredFile,
+    Upload,
+    UploadSegment,
     User,
 )
 
@@ -217,7 +222,71 @@ class JobStore(Protocol):
         """Delete a claimed job, or re-arm it for `next_due_at` and release it."""
 
 
-class Storage(DepartmentStore, UserStore, DeviceStore, AuditStore, RoomStore, EventStore, JobStore, Protocol):
+class UploadStore(Protocol):
+    async def create_upload(self, upload: Upload) -> None:
+        """Insert; StorageConflict when the id exists."""
+
+    async def get_upload(self, upload_id: str) -> Upload | None: ...
+
+    async def commit_upload_segment(self, upload_id: str, *, expected_offset: int, segment: UploadSegment) -> bool:
+        """Compare-and-set: when the upload is unfinished and its offset is `expected_offset`
+        (= `segment.start`), append the segment and move the offset by its size. False otherwise
+        (another request committed first, or the upload is finished or gone)."""
+
+    async def finish_upload(self, upload_id: str, *, file_id: str) -> bool:
+        """Set `file_id` once, when the upload is complete (offset = length); False otherwise."""
+
+    async def delete_upload(self, upload_id: str) -> bool: ...
+
+    async def list_expired_uploads(self, *, now: int, limit: int = 100) -> list[Upload]:
+        """Unfinished uploads with `expires_at <= now`, oldest expiry first."""
+
+    async def open_upload_bytes(self, user_id: str, *, now: int) -> int:
+        """The declared lengths of the user's unfinished, unexpired uploads, summed."""
+
+
+class FileStore(Protocol):
+    async def create_file(self, file: StoredFile) -> None:
+        """Insert; StorageConflict when the id exists."""
+
+    async def get_file(self, file_id: str) -> StoredFile | None: ...
+
+    async def get_files(self, file_ids: list[str]) -> list[StoredFile]:
+        """The files that exist among `file_ids`, in the order asked."""
+
+    async def set_file_status(
+        self, file_id: str, *, status: FileStatus, scan_result: str | None = None, scanned_at: int | None = None
+    ) -> bool: ...
+
+    async def set_file_preview(
+        self, file_id: str, *, thumbnail_sha256: str | None, width: int | None, height: int | None
+    ) -> bool: ...
+
+    async def list_files_by_status(self, status: FileStatus, *, limit: int = 100) -> list[StoredFile]:
+        """Files in a status (the scanner's backlog), oldest first."""
+
+    async def owned_file_bytes(self, user_id: str) -> int:
+        """Sizes of the files the user uploaded, summed (each file counts, even with shared content)."""
+
+    async def add_file_link(self, link: FileLink) -> bool:
+        """False (nothing changed) when the file is already linked to that target."""
+
+    async def list_file_links(self, file_id: str, *, include_removed: bool = False) -> list[FileLink]:
+        """A file's links, oldest first."""
+
+    async def remove_file_links(self, target_type: str, target_id: str, *, at: int) -> int:
+        """Mark every live link to the target removed; returns how many."""
+
+    async def list_scope_files(
+        self, scope_type: str, scope_id: str, *, before: int | None = None, limit: int = 50
+    ) -> list[tuple[FileLink, StoredFile]]:
+        """Live links of a scope (a room's files), newest link first, paged by link `created_at`."""
+
+
+class Storage(
+    DepartmentStore, UserStore, DeviceStore, AuditStore, RoomStore, EventStore, JobStore, UploadStore, FileStore,
+    Protocol,
+):
     """Everything the kernel stores, plus lifecycle."""
 
     name: str
@@ -229,3 +298,27 @@ class Storage(DepartmentStore, UserStore, DeviceStore, AuditStore, RoomStore, Ev
 
     async def ping(self) -> None:
         """Raise when the backend cannot answer."""
+
+
+class BlobStore(Protocol):
+    """File contents, named by their sha256 (hex). Local disk by default, GridFS with MongoDB."""
+
+    name: str
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def put_blob(self, chunks: AsyncIterator[bytes]) -> tuple[str, int]:
+        """Store the bytes, hashing them on the way; returns (sha256, size). Content already
+        stored is kept once (the new copy is dropped). Safe against concurrent puts of the
+        same content and against a crash midway (no partial blob is ever visible)."""
+
+    async def blob_size(self, sha256: str) -> int | None:
+        """The stored size, or None when there is no such blob."""
+
+    def read_blob(self, sha256: str, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of the blob (to its end when `end` is None), in chunks.
+        Raises KeyError when there is no such blob."""
+
+    async def delete_blob(self, sha256: str) -> bool: ...

@@ -161,3 +161,78 @@ class Job:
     claimed_by: str | None = None
     claimed_until: int | None = None
     attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSegment:
+    """One committed run of bytes of an unfinished upload, kept as its own file in the spool."""
+
+    start: int
+    size: int
+    # The spool file's name (made by the upload service; never from client input).
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A resumable (tus) upload, bound to the user and device that created it."""
+
+    id: str
+    user_id: str
+    device_id: str
+    length: int
+    created_at: int
+    expires_at: int
+    # The decoded tus Upload-Metadata (filename, filetype, room_id, client_id); display text only.
+    metadata: dict[str, str] = field(default_factory=dict)
+    # Bytes received and committed so far: the sum of the segments' sizes.
+    offset: int = 0
+    segments: tuple[UploadSegment, ...] = ()
+    # Set once the upload is complete and has become a file.
+    file_id: str | None = None
+
+
+FileStatus = Literal["ready", "scanning", "quarantined"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A finished file. Its content is the blob named by `sha256` (identical content is stored once)."""
+
+    id: str
+    sha256: str
+    size: int
+    # Sniffed from the content, never taken from the client.
+    mime: str
+    # The client's file name, kept as display text only; it never becomes a path.
+    name: str
+    owner_id: str
+    device_id: str | None
+    created_at: int
+    status: FileStatus = "ready"
+    # The ClamAV signature for a quarantined file.
+    scan_result: str | None = None
+    scanned_at: int | None = None
+    # The preview image's blob, and image dimensions, for pictures.
+    thumbnail_sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileLink:
+    """A file attached to something (a message, later an incident, task or progress report).
+
+    Access follows the scope: the members of a room (`scope_type="room"`), or whoever may
+    see a case (`scope_type="case:incident"`...). Removing a link (a recalled message)
+    leaves the file and its other links alone: evidence a case refers to stays.
+    """
+
+    file_id: str
+    scope_type: str
+    scope_id: str
+    target_type: str
+    target_id: str
+    created_by: str | None
+    created_at: int
+    removed_at: int | None = None

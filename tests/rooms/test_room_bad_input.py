@@ -22,7 +22,7 @@ from tests.rooms.conftest import make_room, new_client, send
         ("message.send", {"client_id": "a", "text": "x", "extra": True}, "request.invalid"),
         ("message.send", {"client_id": "a", "text": "x", "mentions": ["u"] * 101}, "request.invalid"),
         ("message.send", {"client_id": "a", "text": "x", "attachments": [{"file_id": "f1"}]},
-         "message.attachments_unavailable"),
+         "message.bad_attachment"),
         ("room.history", {"after_seq": -1}, "request.invalid"),
         ("room.history", {"after_seq": 999}, "room.bad_seq"),
         ("room.history", {"after_seq": 1, "before_seq": 3}, "request.invalid"),

@@ -75,3 +75,39 @@ async def test_chat_on_mongo_standin(tmp_path: Path, standin_url: str) -> None:
         await a.ok("message.recall", {"room_id": room, "message_id": first["id"]})
         assert (await b.ok("search", {"query": "水位"}))["events"] == []
         await store.db.client.drop_database(settings.storage.mongo_database)
+
+
+async def test_files_in_gridfs_on_mongo_standin(tmp_path: Path, standin_url: str) -> None:
+    """Resumable upload, attachment and ranged download with file contents in GridFS (through the stand-in)."""
+    import asyncio
+    import os
+
+    from rooms.files.views import FILES
+    from tests.rooms.conftest import make_room, new_client, send
+    from tests.rooms.files_helpers import create, download, patch, sha256
+
+    settings = make_settings(tmp_path, storage={"backend": "mongo", "mongo_url": standin_url,
+                                                "mongo_database": f"muster_files_{uuid.uuid4().hex[:12]}"})
+    store = MongoStorage(settings.storage.mongo_url, settings.storage.mongo_database)
+    data = os.urandom(700_000)  # several GridFS chunks
+    async with running_muster(settings, storage=store) as muster:
+        assert muster.app[FILES].blobs.name == "gridfs"
+        a = await new_client(muster, "commander")
+        b = await new_client(muster)
+        room = await make_room(a, b, name="现场")
+        created = await create(muster, a.session, len(data), name="航拍.bin")
+        location = created.headers["Location"]
+        assert (await patch(muster, a.session, location, 0, data[:300_000])).status == 204
+        assert (await patch(muster, a.session, location, 0, data[:10])).status == 409
+        done = await patch(muster, a.session, location, 300_000, data[300_000:])
+        file_id = done.headers["Muster-File-Id"]
+        assert (await download(muster, b.session, file_id)).status == 403
+        await send(a, room, "航拍图", attachments=[{"file_id": file_id}])
+        got = await download(muster, b.session, file_id)
+        assert got.status == 200 and sha256(got.body) == sha256(data)
+        part = await download(muster, b.session, file_id, Range="bytes=261000-262999")
+        assert part.status == 206 and part.body == data[261_000:263_000]
+        assert await store.db["blobs.files"].count_documents({}) == 1
+        on_disk = await asyncio.to_thread(lambda: [p for p in tmp_path.rglob("blobs/*/*/*") if p.is_file()])
+        assert on_disk == []  # nothing on local disk
+        await store.db.client.drop_database(settings.storage.mongo_database)

@@ -147,12 +147,16 @@ class World:
     message_id: str
     ack_message_id: str
     outsider_id: str
+    # The admin's finished picture, and an unfinished upload of 10 bytes on the admin's device.
+    file_id: str
+    upload_id: str
 
     def path_value(self, name: str, op: Operation | None = None) -> str:
         """A real record for a path parameter, so that only the bad part of a request can stop it."""
         real = {"user_id": self.target.user_id, "department_id": self.department_id,
                 "device_id": self.admin.device_id,  # the admin's own device: both device routes may revoke it
-                "room_id": self.room_id, "message_id": self.message_id}
+                "room_id": self.room_id, "message_id": self.message_id, "file_id": self.file_id,
+                "upload_id": self.upload_id}
         if op is not None and op.id == "acknowledge" and name == "message_id":
             return self.ack_message_id
         return real.get(name, "abc-1")
@@ -200,6 +204,10 @@ class World:
             data = json.dumps(json_body).encode()
         if data is not None:
             headers["Content-Type"] = content_type
+        elif op.id in TUS_REQUESTS:
+            # tus requests are headers and raw bytes: the ones that would succeed.
+            tus_headers, data = TUS_REQUESTS[op.id]
+            headers.update(tus_headers)
         # Required query parameters get a valid value unless the test sends that parameter itself.
         needed = [f"{p['name']}={self.path_value(p['name']) if p['name'].endswith('_id') else example(p['schema'])}"
                   for p in op.parameters("query")
@@ -207,8 +215,42 @@ class World:
         query = "&".join([*needed, query] if query else needed)
         async with self.muster.http.request(op.method, self.url(op, path_values=path_values, query=query),
                                             data=data, headers=headers) as resp:
-            text = await resp.text()
+            text = (await resp.read()).decode("utf-8", "replace")  # downloads are bytes
             return resp.status, text, dict(resp.headers)
+
+
+TUS_BYTES = {"Tus-Resumable": "1.0.0", "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+TUS_REQUESTS: dict[str, tuple[dict[str, str], bytes | None]] = {
+    "create_upload": ({"Tus-Resumable": "1.0.0", "Upload-Length": "10"}, None),
+    "upload_bytes": (TUS_BYTES, b"abcde"),
+    "terminate_upload": ({"Tus-Resumable": "1.0.0"}, None),
+    "upload_override": ({**TUS_BYTES, "X-HTTP-Method-Override": "PATCH"}, b"abcde"),
+}
+
+
+def small_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 120, 200)).save(out, "PNG")
+    return out.getvalue()
+
+
+async def tus_upload(muster: Muster, session: Session, data: bytes, *, finish: bool) -> str:
+    """An upload over HTTP; returns the file id when finished, else the upload id."""
+    base = {**session.headers, "Tus-Resumable": "1.0.0"}
+    async with muster.http.post(f"{muster.url}/api/uploads",
+                                headers={**base, "Upload-Length": str(len(data))}) as resp:
+        assert resp.status == 201, await resp.text()
+        location = resp.headers["Location"]
+    if not finish:
+        return location.rsplit("/", 1)[1]
+    async with muster.http.patch(f"{muster.url}{location}", data=data, headers={
+            **base, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}) as resp:
+        assert resp.status == 204, await resp.text()
+        return resp.headers["Muster-File-Id"]
 
 
 @pytest.fixture
@@ -226,8 +268,11 @@ async def world(muster: Muster) -> World:
                                           ack_user_ids=[target.user_id])
     asks_admin, _ = await rooms.send_message(t, room_id=room.id, client_id="m2", text="please confirm",
                                              ack_user_ids=[admin.user_id])
+    file_id = await tus_upload(muster, admin, small_png(), finish=True)
+    upload_id = await tus_upload(muster, admin, b"0123456789", finish=False)
     return World(muster=muster, admin=admin, target=target, department_id=office.id, room_id=room.id,
-                 message_id=message.id, ack_message_id=asks_admin.id, outsider_id=outsider["id"])
+                 message_id=message.id, ack_message_id=asks_admin.id, outsider_id=outsider["id"],
+                 file_id=file_id, upload_id=upload_id)
 
 
 async def snapshot(muster: Muster) -> dict[str, Any]:
@@ -235,7 +280,12 @@ async def snapshot(muster: Muster) -> dict[str, Any]:
     storage = muster.kernel.storage
     users = await storage.list_users(limit=500)
     rooms = {room.id: room for user in users for room, _ in await storage.list_user_rooms(user.id)}
+    from server.ids import now_ms
+
     return {
+        "uploads": {user.id: await storage.open_upload_bytes(user.id, now=now_ms()) for user in users},
+        "upload_offsets": [(u.id, u.offset) for u in await storage.list_expired_uploads(now=2**53, limit=500)],
+        "files": {user.id: await storage.owned_file_bytes(user.id) for user in users},
         "audit": [record.id for record in await storage.list_audit_records(limit=10_000)],
         "users": users,
         "departments": await storage.list_departments(),
@@ -484,7 +534,7 @@ PATHS = sorted(DOCUMENT["paths"])
 @pytest.mark.parametrize("path", PATHS)
 async def test_wrong_methods_are_405_in_the_error_shape(world: World, path: str) -> None:
     before = await snapshot(world.muster)
-    allowed = {method.upper() for method in DOCUMENT["paths"][path] if method in METHODS}
+    allowed = {method.upper() for method in DOCUMENT["paths"][path]}  # HEAD and OPTIONS included
     url = URL(f"{world.muster.url}{path}", encoded=True).with_path(
         path.replace("{", "").replace("}", ""))  # any well-formed value: the method is what is wrong
     for method in sorted({"GET", "POST", "PUT", "PATCH", "DELETE"} - allowed):

@@ -72,9 +72,11 @@ async def test_every_mounted_route_is_documented_and_every_documented_operation_
         if path.startswith("/socket.io/"):
             continue  # the Socket.IO transport, not part of the HTTP API
         mounted.add((route.method, path))
-    # aiohttp answers HEAD for a GET route on its own; only a HEAD route without a GET would need documenting.
-    mounted = {(method, path) for method, path in mounted if method != "HEAD" or ("GET", path) not in mounted}
     documented = documented_operations(await served_document(muster))
+    # aiohttp answers HEAD for a GET route on its own; only a HEAD route of its own (a download's headers, a tus
+    # offset) is documented.
+    mounted = {(method, path) for method, path in mounted
+               if method != "HEAD" or ("GET", path) not in mounted or ("HEAD", path) in documented}
     assert mounted - documented == set(), "mounted but not documented"
     assert documented - mounted == set(), "documented but not mounted"
 

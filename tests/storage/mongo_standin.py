@@ -20,6 +20,9 @@ accepted and ignored; transaction numbers are refused the way a standalone refus
 Commands run one at a time (one lock), so every single-document write is atomic, as on
 a server; there is no concurrency inside the stand-in to find races with.
 
+GridFS (pymongo's ``AsyncGridFSBucket``) runs on it unchanged: its files and chunks are
+ordinary collections, served by the same commands, and binary chunk data round-trips.
+
 Unique indexes: partial ones (``partialFilterExpression``) leave documents outside the
 filter out, both when the index is built and on later writes, like a server. Known gaps,
 from mongomock: a *sparse* unique index treats an explicit null like a missing field (a

@@ -6,12 +6,24 @@ from server.storage.mongo.audit import MongoAudit
 from server.storage.mongo.departments import MongoDepartments
 from server.storage.mongo.devices import MongoDevices
 from server.storage.mongo.events import MongoEvents
+from server.storage.mongo.files import MongoFiles
 from server.storage.mongo.jobs import MongoJobs
 from server.storage.mongo.rooms import MongoRooms
+from server.storage.mongo.uploads import MongoUploads
 from server.storage.mongo.users import MongoUsers
 
 
-class MongoStorage(MongoDepartments, MongoUsers, MongoDevices, MongoAudit, MongoRooms, MongoEvents, MongoJobs):
+class MongoStorage(
+    MongoDepartments,
+    MongoUsers,
+    MongoDevices,
+    MongoAudit,
+    MongoRooms,
+    MongoEvents,
+    MongoJobs,
+    MongoUploads,
+    MongoFiles,
+):
     """All kernel stores on one MongoDB database."""
 
 

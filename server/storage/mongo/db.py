@@ -28,6 +28,9 @@ MEMBERSHIPS = "memberships"
 ROOM_EVENTS = "room_events"
 MESSAGE_ACKS = "message_acks"
 JOBS = "jobs"
+UPLOADS = "uploads"
+FILES = "files"
+FILE_LINKS = "file_links"
 
 # Every index a query or a uniqueness rule needs, by collection. Names are fixed so
 # that creating them again at the next start is a no-op.
@@ -100,6 +103,28 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     JOBS: [
         IndexModel([("due_at", ASCENDING)], name="jobs_due"),
+    ],
+    UPLOADS: [
+        # Unfinished uploads have file_id null: equality on it, then the expiry range.
+        IndexModel([("file_id", ASCENDING), ("expires_at", ASCENDING), ("_id", ASCENDING)], name="uploads_expiry"),
+        IndexModel([("user_id", ASCENDING), ("file_id", ASCENDING), ("expires_at", ASCENDING)], name="uploads_user"),
+    ],
+    FILES: [
+        IndexModel([("owner_id", ASCENDING), ("size", ASCENDING)], name="files_owner"),
+        IndexModel([("status", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)], name="files_status"),
+    ],
+    FILE_LINKS: [
+        # One link per file and target: a second add is refused by this key.
+        IndexModel(
+            [("file_id", ASCENDING), ("target_type", ASCENDING), ("target_id", ASCENDING)],
+            name="file_links_unique",
+            unique=True,
+        ),
+        IndexModel([("file_id", ASCENDING), ("created_at", ASCENDING)], name="file_links_file"),
+        IndexModel([("target_type", ASCENDING), ("target_id", ASCENDING)], name="file_links_target"),
+        IndexModel(
+            [("scope_type", ASCENDING), ("scope_id", ASCENDING), ("created_at", DESCENDING)], name="file_links_scope"
+        ),
     ],
 }
 

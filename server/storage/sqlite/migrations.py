@@ -144,4 +144,58 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX jobs_due ON jobs (due_at)
         """,
     ),
+    (
+        3,
+        """
+        -- Resumable uploads. `upload_offset` is the bytes committed so far (OFFSET is an SQL
+        -- keyword); `segments` is a JSON list of {start, size, key}; `metadata` a JSON object.
+        CREATE TABLE uploads (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            length INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            upload_offset INTEGER NOT NULL DEFAULT 0,
+            segments TEXT NOT NULL DEFAULT '[]',
+            file_id TEXT
+        );
+        -- Partial: only unfinished uploads are ever looked up by expiry or summed per user.
+        CREATE INDEX uploads_open_expiry ON uploads (expires_at, id) WHERE file_id IS NULL;
+        CREATE INDEX uploads_open_user ON uploads (user_id, expires_at) WHERE file_id IS NULL;
+        CREATE TABLE files (
+            id TEXT PRIMARY KEY,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mime TEXT NOT NULL,
+            name TEXT NOT NULL,
+            owner_id TEXT NOT NULL,
+            device_id TEXT,
+            created_at INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            scan_result TEXT,
+            scanned_at INTEGER,
+            thumbnail_sha256 TEXT,
+            width INTEGER,
+            height INTEGER
+        );
+        CREATE INDEX files_owner ON files (owner_id, size);
+        CREATE INDEX files_status ON files (status, created_at, id);
+        CREATE TABLE file_links (
+            file_id TEXT NOT NULL,
+            scope_type TEXT NOT NULL,
+            scope_id TEXT NOT NULL,
+            target_type TEXT NOT NULL,
+            target_id TEXT NOT NULL,
+            created_by TEXT,
+            created_at INTEGER NOT NULL,
+            removed_at INTEGER,
+            PRIMARY KEY (file_id, target_type, target_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX file_links_file ON file_links (file_id, created_at);
+        CREATE INDEX file_links_target ON file_links (target_type, target_id);
+        CREATE INDEX file_links_scope ON file_links (scope_type, scope_id, created_at)
+        """,
+    ),
 ]
