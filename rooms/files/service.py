@@ -44,7 +44,7 @@ from server.storage.ports import BlobStore, Storage, StorageConflict
 from server.storage.records import FileLink, Job, StoredFile, Upload, UploadSegment
 
 log = get_logger("muster.files")
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
 EXPIRE_JOB = "files.expire_uploads"
 SCAN_JOB = "files.scan"
 EXPIRE_EVERY_MS = 10 * 60 * 1000
@@ -193,6 +193,10 @@ class FileService:
                         created_at=now, expires_at=now + self.settings.upload_expiry * 1000, metadata=metadata)
         await self._storage.create_upload(upload)
         log.info("upload created", upload_id=upload.id, length=length)
+        if length == 0:
+            # Nothing to wait for: an empty file is complete as soon as it is announced.
+            file = await self.finish(upload, actor)
+            upload = replace(upload, file_id=file.id)
         return upload
 
     async def own_upload(self, actor: Principal, upload_id: str) -> Upload:

@@ -98,6 +98,16 @@ async def test_creation_with_upload_and_checksums(muster: Muster) -> None:
     assert (await download(muster, s, ok.headers["Muster-File-Id"])).body == b"0123456789abcdefghij"
 
 
+async def test_an_empty_file_is_complete_when_created(muster: Muster) -> None:
+    s = await muster.session()
+    created = await create(muster, s, 0, name="空.txt")
+    assert created.status == 201 and created.headers["Upload-Offset"] == "0"
+    file_id = created.headers["Muster-File-Id"]
+    got = await download(muster, s, file_id)
+    assert got.status == 200 and got.body == b"" and got.headers["ETag"] == f'"{sha256(b"")}"'
+    assert (await patch(muster, s, created.headers["Location"], 0, b"")).status == 204
+
+
 async def test_wrong_offset_is_409_with_the_right_one(muster: Muster) -> None:
     s = await muster.session()
     location = (await create(muster, s, 100)).headers["Location"]
