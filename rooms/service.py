@@ -420,6 +420,12 @@ class RoomService:
             await self._notify.to_user(m.user_id, "room.joined", {"room_id": room.id})
         return added
 
+    async def add_case_members(self, room_id: str, user_ids: list[str], *, actor: Principal | None) -> None:
+        """For workflows: bring the people a case needs (assignees, department leads) into its room."""
+        room = await self._get(room_id)
+        users = await self._check_users(user_ids)
+        await self._add_members(room, actor, [u.id for u in users], action="case")
+
     async def remove_member(self, actor: Principal, room_id: str, user_id: str) -> None:
         if user_id == actor.user_id:
             return await self.leave(actor, room_id)

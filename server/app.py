@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -13,7 +13,7 @@ from server.audit import views as audit_views
 from server.audit.service import AuditLog
 from server.auth import views as auth_views
 from server.auth.passwords import Passwords
-from server.auth.service import AuthService
+from server.auth.service import AuthService, Principal
 from server.auth.tokens import TokenService
 from server.bus import Bus, LocalBus, RedisBus
 from server.counters import Counters, MemoryCounters, RedisCounters
@@ -33,8 +33,10 @@ from server.storage.ports import BlobStore, Storage
 
 if TYPE_CHECKING:
     from rooms.files.service import FileService, UserNotifier
+    from rooms.service import RoomService
 
 VERSION = "0.1.0"
+SCHEDULER = web.AppKey("muster.scheduler", Scheduler)
 log = get_logger("muster.app")
 
 
@@ -52,8 +54,10 @@ def make_storage(settings: Settings) -> Storage:
 def http_apis() -> list[Api]:
     from rooms import views as room_views
     from rooms.files import views as file_views
+    from workflows import views as workflow_views
 
-    return [ops.api, auth_views.api, org_views.api, audit_views.api, room_views.api, file_views.api]
+    return [ops.api, auth_views.api, org_views.api, audit_views.api, room_views.api, file_views.api,
+            workflow_views.api]
 
 
 def build_openapi(apis: Iterable[Api]) -> dict[str, object]:
@@ -93,6 +97,7 @@ def create_app(
     kernel = Kernel(settings=settings, storage=store, audit=audit, auth=auth, permissions=permissions, org=org,
                     metrics=metrics, bus=bus, counters=counters, redis=redis, gateway=gateway)
     app[KERNEL] = kernel
+    app[SCHEDULER] = scheduler
     domains = _wire_domains(app, kernel, scheduler)
 
     apis = http_apis()
@@ -162,7 +167,67 @@ def _wire_domains(app: web.Application, kernel: Kernel, scheduler: Scheduler) ->
     app[ROOMS] = rooms
     app[PRESENCE] = presence
     app[FILES] = files
-    return [(files.start, files.stop), (presence.start, presence.stop)]
+    workflows = _wire_workflows(app, kernel, scheduler, notifier, rooms, files)
+    return [(files.start, files.stop), (presence.start, presence.stop), *workflows]
+
+
+def _wire_workflows(app: web.Application, kernel: Kernel, scheduler: Scheduler, notifier: UserNotifier,
+                    rooms: RoomService, files: FileService) -> Lifecycle:
+    """Incidents, tasks and projects on top of rooms and files, with the outbound notifier."""
+    from workflows.context import WorkflowContext
+    from workflows.events import GatewayConsoleFeed
+    from workflows.incidents import IncidentService
+    from workflows.notify import NullNotifier, WebhookNotifier
+    from workflows.projects import ProjectService
+    from workflows.tasks import TaskService
+    from workflows.views import INCIDENTS, PROJECT_SERVICE, TASK_SERVICE
+
+    settings = kernel.settings.workflows
+    storage = kernel.storage
+
+    async def recipients(user_ids: Sequence[str]) -> list[dict[str, Any]]:
+        people = []
+        for user_id in user_ids:
+            user = await storage.get_user(user_id)
+            if user is not None:
+                people.append({"user_id": user.id, "username": user.username, "display_name": user.display_name})
+        return people
+
+    outbound: WebhookNotifier | NullNotifier
+    if settings.webhook_url:
+        outbound = WebhookNotifier(url=settings.webhook_url, secret=settings.webhook_secret, scheduler=scheduler,
+                                   dead_letters=storage, recipients=recipients,
+                                   max_attempts=settings.webhook_attempts)
+    else:
+        outbound = NullNotifier()
+    console = GatewayConsoleFeed(kernel.gateway, storage)
+    ctx = WorkflowContext(storage=storage, audit=kernel.audit, rooms=rooms, files=files, scheduler=scheduler,
+                          notify_user=notifier, notifier=outbound, settings=settings, console=console)
+
+    async def may_watch(principal: Principal) -> bool:
+        who = await ctx.who(principal)
+        return who.commander or who.has("inspector") or who.supervision or who.projects_office
+
+    console.register(may_watch)
+    incidents = IncidentService(ctx)
+    tasks = TaskService(ctx)
+    projects = ProjectService(ctx, tasks)
+    app[INCIDENTS] = incidents
+    app[TASK_SERVICE] = tasks
+    app[PROJECT_SERVICE] = projects
+    files.register_scope("case:incident", incidents.may_read_principal)
+    files.register_scope("case:project", projects.may_read_principal)
+
+    async def start() -> None:
+        if isinstance(outbound, WebhookNotifier):
+            await outbound.start()
+
+    async def stop() -> None:
+        await console.stop()
+        if isinstance(outbound, WebhookNotifier):
+            await outbound.stop()
+
+    return [(start, stop)]
 
 
 def _file_service(kernel: Kernel, scheduler: Scheduler, notifier: UserNotifier) -> FileService:

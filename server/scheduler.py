@@ -24,9 +24,12 @@ log = get_logger("muster.scheduler")
 
 class Scheduler:
     def __init__(
-        self, store: JobStore, *, node_id: str | None = None, poll_interval: float = 1.0, lease_ms: int = 60_000
+        self, store: JobStore, *, node_id: str | None = None, poll_interval: float = 1.0, lease_ms: int = 60_000,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self._store = store
+        # Injectable so that tests move time forward instead of waiting for it.
+        self.clock = clock
         self.node_id = node_id or new_id()
         self._poll = poll_interval
         self._lease_ms = lease_ms
@@ -42,7 +45,7 @@ class Scheduler:
     async def schedule(self, kind: str, *, job_id: str, due_at: int, payload: dict[str, Any] | None = None) -> None:
         """Insert or replace the job `job_id`."""
         await self._store.schedule_job(Job(id=job_id, kind=kind, due_at=due_at, payload=payload or {}))
-        if due_at <= now_ms() + int(self._poll * 1000):
+        if due_at <= self.clock() + int(self._poll * 1000):
             self._wake.set()
 
     async def cancel(self, job_id: str) -> bool:
@@ -60,7 +63,7 @@ class Scheduler:
 
     async def run_due(self) -> int:
         """Claim and run what is due now; returns how many jobs ran."""
-        jobs = await self._store.claim_due_jobs(now=now_ms(), node=self.node_id, lease_ms=self._lease_ms)
+        jobs = await self._store.claim_due_jobs(now=self.clock(), node=self.node_id, lease_ms=self._lease_ms)
         for job in jobs:
             handler = self._handlers.get(job.kind)
             next_due: int | None = None
@@ -71,7 +74,7 @@ class Scheduler:
                     next_due = await handler(job)
                 except Exception:
                     log.exception("job failed; retrying later", kind=job.kind, job_id=job.id)
-                    next_due = now_ms() + min(300_000, 1000 * 2 ** min(job.attempts, 8))
+                    next_due = self.clock() + min(300_000, 1000 * 2 ** min(job.attempts, 8))
             await self._store.finish_job(job.id, node=self.node_id, next_due_at=next_due)
         return len(jobs)
 

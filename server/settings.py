@@ -117,6 +117,23 @@ class FilesSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkflowsSettings:
+    incident_types: dict[str, str]
+    incident_departments: dict[str, list[str]]
+    supervision_office: str
+    projects_office: str
+    urge_before: list[int]
+    overdue_urge_interval: int
+    supervise_grace: int
+    supervise_after_urges: int
+    supervise_extension: int
+    webhook_url: str
+    webhook_secret: str
+    webhook_secret_file: str
+    webhook_attempts: int
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings
     log: LogSettings
@@ -129,6 +146,7 @@ class Settings:
     rooms: RoomsSettings
     presence: PresenceSettings
     files: FilesSettings
+    workflows: WorkflowsSettings
 
     @property
     def production(self) -> bool:
@@ -178,6 +196,14 @@ def _parse_env(value: str, like: Any, name: str) -> Any:
             return float(value)
         except ValueError:
             raise SettingsError(f"{name}: expected a number, got {value!r}") from None
+    if isinstance(like, dict):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise SettingsError(f"{name}: expected a JSON object, got {value!r}")
+        return parsed
     if isinstance(like, list):
         text = value.strip()
         if text.startswith("["):
@@ -185,8 +211,15 @@ def _parse_env(value: str, like: Any, name: str) -> Any:
                 parsed = json.loads(text)
             except json.JSONDecodeError:
                 raise SettingsError(f"{name}: expected a JSON list, got {value!r}") from None
-            return [str(item) for item in parsed]
-        return [part.strip() for part in text.split(",") if part.strip()]
+            items = [str(item) for item in parsed]
+        else:
+            items = [part.strip() for part in text.split(",") if part.strip()]
+        if like and all(isinstance(item, int) for item in like):
+            try:
+                return [int(item) for item in items]
+            except ValueError:
+                raise SettingsError(f"{name}: expected a list of integers, got {value!r}") from None
+        return items
     return value
 
 
@@ -282,6 +315,15 @@ def validate(settings: Settings) -> None:
     if settings.files.max_upload_size < 1 or settings.files.user_quota < 0 or settings.files.upload_expiry < 60:
         raise SettingsError("files.max_upload_size must be positive, files.user_quota not negative, "
                             "files.upload_expiry at least 60 seconds")
+    w = settings.workflows
+    if any(b < 0 for b in w.urge_before) or min(w.overdue_urge_interval, w.supervise_extension) < 60:
+        raise SettingsError("workflows.urge_before must not be negative; overdue_urge_interval and "
+                            "supervise_extension must be at least 60 seconds")
+    if w.supervise_grace < 0 or w.supervise_after_urges < 1 or w.webhook_attempts < 1:
+        raise SettingsError("workflows.supervise_grace must not be negative; supervise_after_urges and "
+                            "webhook_attempts must be at least 1")
+    if w.webhook_url and not (w.webhook_secret or w.webhook_secret_file):
+        raise SettingsError("workflows.webhook_url needs workflows.webhook_secret (or webhook_secret_file)")
     if settings.files.clamd and not re.fullmatch(r"(unix:/.+|tcp:[^:]+:\d+)", settings.files.clamd):
         raise SettingsError("files.clamd must be '', 'unix:/path/to/clamd.sock' or 'tcp:host:port'")
     if settings.production:

@@ -7,17 +7,27 @@ from typing import Any, Protocol
 
 from server.storage.records import (
     AuditRecord,
+    DeadLetter,
     Department,
     Device,
     FileLink,
     FileStatus,
+    Incident,
+    IncidentState,
     Job,
     MemberRole,
     Membership,
     MessageAck,
+    Problem,
+    ProgressReport,
+    Project,
+    ProjectPhase,
     Room,
     RoomEvent,
     StoredFile,
+    Task,
+    TaskAck,
+    TaskState,
     Upload,
     UploadSegment,
     User,
@@ -283,9 +293,79 @@ class FileStore(Protocol):
         """Live links of a scope (a room's files), newest link first, paged by link `created_at`."""
 
 
+class WorkflowStore(Protocol):
+    """Incidents, tasks and projects. Updates are compare-and-set on `version`: the caller passes the
+    record with `version = expected_version + 1`; False (nothing written) when the stored version
+    is not `expected_version` (another node changed it first) or the record does not exist."""
+
+    async def create_incident(self, incident: Incident) -> None: ...
+
+    async def get_incident(self, incident_id: str) -> Incident | None: ...
+
+    async def update_incident(self, incident: Incident, *, expected_version: int) -> bool: ...
+
+    async def list_incidents(
+        self, *, states: list[IncidentState] | None = None, before_id: str | None = None, limit: int = 50
+    ) -> list[Incident]:
+        """Newest first (by id), optionally in some states, paged by `before_id`."""
+
+    async def create_task(self, task: Task) -> None: ...
+
+    async def get_task(self, task_id: str) -> Task | None: ...
+
+    async def update_task(self, task: Task, *, expected_version: int) -> bool: ...
+
+    async def list_tasks(
+        self,
+        *,
+        case_type: str | None = None,
+        case_id: str | None = None,
+        assignee_id: str | None = None,
+        department_id: str | None = None,
+        states: list[TaskState] | None = None,
+        supervised: bool | None = None,
+        limit: int = 500,
+    ) -> list[Task]:
+        """Tasks matching every filter given, oldest first (by id)."""
+
+    async def add_task_ack(self, ack: TaskAck) -> bool:
+        """False when this user already acknowledged this task."""
+
+    async def list_task_acks(self, task_id: str) -> list[TaskAck]: ...
+
+    async def create_project(self, project: Project) -> None:
+        """StorageConflict when the id or the code is taken."""
+
+    async def get_project(self, project_id: str) -> Project | None: ...
+
+    async def update_project(self, project: Project, *, expected_version: int) -> bool: ...
+
+    async def list_projects(self, *, phases: list[ProjectPhase] | None = None, limit: int = 500) -> list[Project]:
+        """Oldest first (by id)."""
+
+    async def add_progress_report(self, report: ProgressReport) -> None: ...
+
+    async def list_progress_reports(self, project_id: str, *, limit: int = 200) -> list[ProgressReport]:
+        """Newest first."""
+
+    async def create_problem(self, problem: Problem) -> None: ...
+
+    async def get_problem(self, problem_id: str) -> Problem | None: ...
+
+    async def update_problem(self, problem: Problem, *, expected_version: int) -> bool: ...
+
+    async def list_problems(self, project_id: str | None = None, *, limit: int = 500) -> list[Problem]:
+        """Oldest first; all projects' problems when `project_id` is None."""
+
+    async def add_dead_letter(self, letter: DeadLetter) -> None: ...
+
+    async def list_dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        """Newest first."""
+
+
 class Storage(
     DepartmentStore, UserStore, DeviceStore, AuditStore, RoomStore, EventStore, JobStore, UploadStore, FileStore,
-    Protocol,
+    WorkflowStore, Protocol,
 ):
     """Everything the kernel stores, plus lifecycle."""
 

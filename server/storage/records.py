@@ -236,3 +236,160 @@ class FileLink:
     created_by: str | None
     created_at: int
     removed_at: int | None = None
+
+
+IncidentState = Literal["reported", "verified", "responding", "resolved", "closed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """An incident (事件): a case. `level` 1 to 4 is I (特别重大) to IV (一般)."""
+
+    id: str
+    title: str
+    type: str
+    level: int
+    description: str
+    address: str
+    latitude: float | None
+    longitude: float | None
+    reporter_id: str
+    reporter_device_id: str | None
+    state: IncidentState
+    created_at: int
+    updated_at: int
+    # Every update is a compare-and-set on this number (two nodes never overwrite each other).
+    version: int = 1
+    attachments: tuple[str, ...] = ()
+    room_id: str | None = None
+    verified_by: str | None = None
+    verified_at: int | None = None
+    resolved_at: int | None = None
+    closed_at: int | None = None
+
+
+TaskState = Literal["assigned", "accepted", "in_progress", "submitted", "sent_back", "passed", "cancelled"]
+TaskPriority = Literal["low", "normal", "high", "urgent"]
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A task of a case, going round assign (交办), urge (催办), supervise (督办), inspect (督查)."""
+
+    id: str
+    case_type: str
+    case_id: str
+    title: str
+    instructions: str
+    priority: TaskPriority
+    deadline: int
+    assigned_by: str
+    state: TaskState
+    created_at: int
+    updated_at: int
+    version: int = 1
+    # Assigned to a department (its lead or a member takes it on) or to one person, or both after delegation.
+    department_id: str | None = None
+    assignee_id: str | None = None
+    accepted_by: str | None = None
+    accepted_at: int | None = None
+    urge_count: int = 0
+    last_urged_at: int | None = None
+    # Automatic urges and escalation run while this is true; acting on the task stops them.
+    chain_active: bool = True
+    supervised: bool = False
+    supervised_at: int | None = None
+    supervise_deadline: int | None = None
+    result_text: str = ""
+    result_attachments: tuple[str, ...] = ()
+    submitted_at: int | None = None
+    submitted_by: str | None = None
+    review_comment: str = ""
+    reviewed_by: str | None = None
+    reviewed_at: int | None = None
+    sent_back_count: int = 0
+    completed_at: int | None = None
+    # For a task made from a project problem.
+    problem_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskAck:
+    """Accepting an assignment is its acknowledgement: who, on which device, when."""
+
+    task_id: str
+    user_id: str
+    device_id: str | None
+    at: int
+
+
+ProjectPhase = Literal["planning", "start", "construction", "completion", "operation"]
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """A major project (重大项目): a case, through the phases start, construction, completion, operation."""
+
+    id: str
+    code: str
+    name: str
+    owner_department_id: str
+    responsible_department_ids: tuple[str, ...]
+    # In units of 10,000 yuan (万元), as projects are reported.
+    investment: float
+    address: str
+    latitude: float | None
+    longitude: float | None
+    phase: ProjectPhase
+    created_by: str
+    created_at: int
+    updated_at: int
+    version: int = 1
+    description: str = ""
+    # Planned and actual dates (ms) by phase name.
+    planned: dict[str, int] = field(default_factory=dict)
+    actual: dict[str, int] = field(default_factory=dict)
+    progress: int = 0
+    room_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressReport:
+    id: str
+    project_id: str
+    percent: int
+    text: str
+    reporter_id: str
+    created_at: int
+    attachments: tuple[str, ...] = ()
+
+
+ProblemState = Literal["open", "tasked", "resolved"]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    id: str
+    project_id: str
+    title: str
+    description: str
+    reporter_id: str
+    state: ProblemState
+    created_at: int
+    updated_at: int
+    version: int = 1
+    task_id: str | None = None
+    resolved_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A notification the outbound webhook gave up on after its retries."""
+
+    id: str
+    channel: str
+    event: str
+    payload: dict[str, Any]
+    attempts: int
+    last_error: str
+    created_at: int

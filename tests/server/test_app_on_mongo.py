@@ -111,3 +111,37 @@ async def test_files_in_gridfs_on_mongo_standin(tmp_path: Path, standin_url: str
         on_disk = await asyncio.to_thread(lambda: [p for p in tmp_path.rglob("blobs/*/*/*") if p.is_file()])
         assert on_disk == []  # nothing on local disk
         await store.db.client.drop_database(settings.storage.mongo_database)
+
+
+async def test_workflows_on_mongo_standin(tmp_path: Path, standin_url: str) -> None:
+    """An incident verified, a task assigned, accepted, submitted and passed, and the record verified, on the
+    MongoDB adapter through the stand-in."""
+    import time
+
+    settings = make_settings(tmp_path, storage={"backend": "mongo", "mongo_url": standin_url,
+                                                "mongo_database": f"muster_flow_{uuid.uuid4().hex[:12]}"})
+    store = MongoStorage(settings.storage.mongo_url, settings.storage.mongo_database)
+    async with running_muster(settings, storage=store) as muster:
+        commander = await muster.session("commander")
+        inspector = await muster.session("inspector")
+        worker = await muster.session("responder")
+        status, incident = await muster.request("POST", "/api/incidents", worker,
+                                                json={"title": "道路塌陷", "type": "collapse", "latitude": 30.5,
+                                                      "longitude": 120.25})
+        assert status == 201
+        status, verified = await muster.request("POST", f"/api/incidents/{incident['id']}/verify", commander,
+                                                json={})
+        assert status == 200 and verified["room_id"]
+        status, task = await muster.request("POST", f"/api/incidents/{incident['id']}/tasks", commander, json={
+            "title": "设置围挡", "deadline": int(time.time() * 1000) + 86400_000, "assignee_id": worker.user_id})
+        assert status == 201
+        for who, action, body in ((worker, "accept", {}), (worker, "submit", {"result": "已设置"}),
+                                  (inspector, "pass", {})):
+            status, out = await muster.request("POST", f"/api/tasks/{task['id']}/{action}", who, json=body)
+            assert status == 200, out
+        assert out["state"] == "passed"
+        status, record = await muster.request("GET", f"/api/incidents/{incident['id']}/record", commander)
+        assert status == 200 and record["verification"]["ok"]
+        assert {"incident.report", "incident.verify", "task.assign", "task.accept", "task.submit",
+                "task.inspect_pass"} <= {e["action"] for e in record["entries"]}
+        await store.db.client.drop_database(settings.storage.mongo_database)

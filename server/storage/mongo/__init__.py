@@ -11,6 +11,7 @@ from server.storage.mongo.jobs import MongoJobs
 from server.storage.mongo.rooms import MongoRooms
 from server.storage.mongo.uploads import MongoUploads
 from server.storage.mongo.users import MongoUsers
+from server.storage.mongo.workflows import MongoWorkflows
 
 
 class MongoStorage(
@@ -23,6 +24,7 @@ class MongoStorage(
     MongoJobs,
     MongoUploads,
     MongoFiles,
+    MongoWorkflows,
 ):
     """All kernel stores on one MongoDB database."""
 

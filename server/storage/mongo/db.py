@@ -31,6 +31,13 @@ JOBS = "jobs"
 UPLOADS = "uploads"
 FILES = "files"
 FILE_LINKS = "file_links"
+INCIDENTS = "incidents"
+TASKS = "tasks"
+TASK_ACKS = "task_acks"
+PROJECTS = "projects"
+PROGRESS_REPORTS = "progress_reports"
+PROBLEMS = "problems"
+DEAD_LETTERS = "dead_letters"
 
 # Every index a query or a uniqueness rule needs, by collection. Names are fixed so
 # that creating them again at the next start is a no-op.
@@ -125,6 +132,36 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel(
             [("scope_type", ASCENDING), ("scope_id", ASCENDING), ("created_at", DESCENDING)], name="file_links_scope"
         ),
+    ],
+    INCIDENTS: [
+        IndexModel([("state", ASCENDING), ("_id", ASCENDING)], name="incidents_state"),
+    ],
+    TASKS: [
+        IndexModel([("case_type", ASCENDING), ("case_id", ASCENDING), ("_id", ASCENDING)], name="tasks_case"),
+        IndexModel([("assignee_id", ASCENDING), ("_id", ASCENDING)], name="tasks_assignee"),
+        IndexModel([("department_id", ASCENDING), ("_id", ASCENDING)], name="tasks_department"),
+        IndexModel([("state", ASCENDING), ("_id", ASCENDING)], name="tasks_state"),
+        IndexModel([("supervised", ASCENDING), ("_id", ASCENDING)], name="tasks_supervised"),
+    ],
+    TASK_ACKS: [
+        # One acknowledgement per task and user: a second add is refused by this key.
+        IndexModel([("task_id", ASCENDING), ("user_id", ASCENDING)], name="task_acks_unique", unique=True),
+    ],
+    PROJECTS: [
+        IndexModel([("code", ASCENDING)], name="projects_code_unique", unique=True),
+        IndexModel([("phase", ASCENDING), ("_id", ASCENDING)], name="projects_phase"),
+    ],
+    PROGRESS_REPORTS: [
+        IndexModel(
+            [("project_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+            name="progress_reports_project",
+        ),
+    ],
+    PROBLEMS: [
+        IndexModel([("project_id", ASCENDING), ("_id", ASCENDING)], name="problems_project"),
+    ],
+    DEAD_LETTERS: [
+        IndexModel([("created_at", DESCENDING), ("_id", DESCENDING)], name="dead_letters_created"),
     ],
 }
 

@@ -11,6 +11,7 @@ from server.storage.sqlite.jobs import SqliteJobs
 from server.storage.sqlite.rooms import SqliteRooms
 from server.storage.sqlite.uploads import SqliteUploads
 from server.storage.sqlite.users import SqliteUsers
+from server.storage.sqlite.workflows import SqliteWorkflows
 
 
 class SqliteStorage(
@@ -23,6 +24,7 @@ class SqliteStorage(
     SqliteJobs,
     SqliteUploads,
     SqliteFiles,
+    SqliteWorkflows,
 ):
     """All kernel stores on one SQLite file."""
 

@@ -198,4 +198,137 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX file_links_scope ON file_links (scope_type, scope_id, created_at)
         """,
     ),
+    (
+        4,
+        """
+        -- Workflows: incidents, tasks, projects. Tuples and dicts are JSON text, booleans 0 or 1.
+        -- Coordinates and investment have no declared type (BLOB affinity), so a float is kept
+        -- as the 8-byte double it is: REAL affinity would store -0.0 as the integer 0.
+        CREATE TABLE incidents (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL,
+            type TEXT NOT NULL,
+            level INTEGER NOT NULL,
+            description TEXT NOT NULL,
+            address TEXT NOT NULL,
+            latitude,
+            longitude,
+            reporter_id TEXT NOT NULL,
+            reporter_device_id TEXT,
+            state TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            attachments TEXT NOT NULL DEFAULT '[]',
+            room_id TEXT,
+            verified_by TEXT,
+            verified_at INTEGER,
+            resolved_at INTEGER,
+            closed_at INTEGER
+        );
+        CREATE INDEX incidents_state ON incidents (state, id);
+        CREATE TABLE tasks (
+            id TEXT PRIMARY KEY,
+            case_type TEXT NOT NULL,
+            case_id TEXT NOT NULL,
+            title TEXT NOT NULL,
+            instructions TEXT NOT NULL,
+            priority TEXT NOT NULL,
+            deadline INTEGER NOT NULL,
+            assigned_by TEXT NOT NULL,
+            state TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            department_id TEXT,
+            assignee_id TEXT,
+            accepted_by TEXT,
+            accepted_at INTEGER,
+            urge_count INTEGER NOT NULL DEFAULT 0,
+            last_urged_at INTEGER,
+            chain_active INTEGER NOT NULL DEFAULT 1,
+            supervised INTEGER NOT NULL DEFAULT 0,
+            supervised_at INTEGER,
+            supervise_deadline INTEGER,
+            result_text TEXT NOT NULL DEFAULT '',
+            result_attachments TEXT NOT NULL DEFAULT '[]',
+            submitted_at INTEGER,
+            submitted_by TEXT,
+            review_comment TEXT NOT NULL DEFAULT '',
+            reviewed_by TEXT,
+            reviewed_at INTEGER,
+            sent_back_count INTEGER NOT NULL DEFAULT 0,
+            completed_at INTEGER,
+            problem_id TEXT
+        );
+        CREATE INDEX tasks_case ON tasks (case_type, case_id, id);
+        CREATE INDEX tasks_assignee ON tasks (assignee_id, id);
+        CREATE INDEX tasks_department ON tasks (department_id, id);
+        CREATE INDEX tasks_state ON tasks (state, id);
+        CREATE INDEX tasks_supervised ON tasks (supervised, id);
+        CREATE TABLE task_acks (
+            task_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            device_id TEXT,
+            at INTEGER NOT NULL,
+            PRIMARY KEY (task_id, user_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE projects (
+            id TEXT PRIMARY KEY,
+            code TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            owner_department_id TEXT NOT NULL,
+            responsible_department_ids TEXT NOT NULL DEFAULT '[]',
+            investment NOT NULL,
+            address TEXT NOT NULL,
+            latitude,
+            longitude,
+            phase TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            planned TEXT NOT NULL DEFAULT '{}',
+            actual TEXT NOT NULL DEFAULT '{}',
+            progress INTEGER NOT NULL DEFAULT 0,
+            room_id TEXT
+        );
+        CREATE INDEX projects_phase ON projects (phase, id);
+        CREATE TABLE progress_reports (
+            id TEXT PRIMARY KEY,
+            project_id TEXT NOT NULL,
+            percent INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            reporter_id TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            attachments TEXT NOT NULL DEFAULT '[]'
+        );
+        CREATE INDEX progress_reports_project ON progress_reports (project_id, created_at, id);
+        CREATE TABLE problems (
+            id TEXT PRIMARY KEY,
+            project_id TEXT NOT NULL,
+            title TEXT NOT NULL,
+            description TEXT NOT NULL,
+            reporter_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            task_id TEXT,
+            resolved_at INTEGER
+        );
+        CREATE INDEX problems_project ON problems (project_id, id);
+        CREATE TABLE dead_letters (
+            id TEXT PRIMARY KEY,
+            channel TEXT NOT NULL,
+            event TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            last_error TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        );
+        CREATE INDEX dead_letters_created ON dead_letters (created_at, id)
+        """,
+    ),
 ]
