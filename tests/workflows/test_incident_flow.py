@@ -183,3 +183,29 @@ async def test_who_may_act_on_an_incident_and_its_tasks(county: County) -> None:
 
 def actions_of(record: dict[str, Any]) -> list[str]:
     return [e["action"] for e in record["entries"] if e["kind"] == "workflow"]
+
+
+async def test_photos_reported_with_an_incident_are_seen_by_whoever_sees_the_case(county: County) -> None:
+    from tests.rooms.files_helpers import download, upload
+
+    c = county
+    photo = await upload(c.muster, c["reporter"].session, b"\xff\xd8\xff\xe0 fake jpeg", name="现场.jpg")
+    incident = await c.ok("reporter", "POST", "/api/incidents",
+                          {"title": "桥梁裂缝", "type": "collapse", "attachments": [photo]})
+    assert incident["attachments"] == [photo]
+    assert (await download(c.muster, c["commander"].session, photo)).status == 200
+    assert (await download(c.muster, c["outsider"].session, photo)).status == 403
+    # Someone else's file cannot be attached to a report.
+    status, body = await c.call("outsider", "POST", "/api/incidents",
+                                {"title": "x", "type": "other", "attachments": [photo]})
+    assert status == 400 and body["error"]["code"] == "message.bad_attachment"
+    # Task results carry files the same way; the inspector, who sees the case, can open them.
+    await c.ok("commander", "POST", f"/api/incidents/{incident['id']}/verify", {})
+    task = await c.ok("commander", "POST", f"/api/incidents/{incident['id']}/tasks", {
+        "title": "检测", "deadline": c.clock.now + 86400_000, "assignee_id": c["builder"].user_id})
+    report = await upload(c.muster, c["builder"].session, b"%PDF-1.4 fake", name="检测报告.pdf")
+    await c.ok("builder", "POST", f"/api/tasks/{task['id']}/accept", {})
+    submitted = await c.ok("builder", "POST", f"/api/tasks/{task['id']}/submit",
+                           {"result": "见报告", "attachments": [report]})
+    assert submitted["result_attachments"] == [report]
+    assert (await download(c.muster, c["inspector"].session, report)).status == 200
