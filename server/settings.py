@@ -134,6 +134,17 @@ class WorkflowsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaSettings:
+    stun_urls: list[str]
+    turn_urls: list[str]
+    turn_secret: str
+    turn_secret_file: str
+    turn_ttl: int
+    invitation_ttl: int
+    recordings_max_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings
     log: LogSettings
@@ -147,6 +158,7 @@ class Settings:
     presence: PresenceSettings
     files: FilesSettings
     workflows: WorkflowsSettings
+    media: MediaSettings
 
     @property
     def production(self) -> bool:
@@ -324,6 +336,12 @@ def validate(settings: Settings) -> None:
                             "webhook_attempts must be at least 1")
     if w.webhook_url and not (w.webhook_secret or w.webhook_secret_file):
         raise SettingsError("workflows.webhook_url needs workflows.webhook_secret (or webhook_secret_file)")
+    m = settings.media
+    if m.turn_urls and not m.turn_secret:
+        raise SettingsError("media.turn_urls needs media.turn_secret (or turn_secret_file): coturn's "
+                            "static-auth-secret")
+    if m.turn_ttl < 60 or m.invitation_ttl < 60:
+        raise SettingsError("media.turn_ttl and media.invitation_ttl must be at least 60 seconds")
     if settings.files.clamd and not re.fullmatch(r"(unix:/.+|tcp:[^:]+:\d+)", settings.files.clamd):
         raise SettingsError("files.clamd must be '', 'unix:/path/to/clamd.sock' or 'tcp:host:port'")
     if settings.production:
