@@ -297,6 +297,29 @@ class FileService:
         await self._after_ready(file, upload, actor)
         return file
 
+    async def store_local_file(self, path: Path, *, name: str, owner_id: str, device_id: str | None) -> StoredFile:
+        """Keep a file Muster made itself (a call recording) like an upload: content-addressed, sniffed,
+        scanned, audited in the owner's chain. The caller links it to where it belongs."""
+        head = bytearray()
+
+        async def content() -> AsyncIterator[bytes]:
+            async with aiofiles.open(path, "rb") as f:
+                while chunk := await f.read(CHUNK):
+                    if len(head) < HEAD_BYTES:
+                        head.extend(chunk[: HEAD_BYTES - len(head)])
+                    yield chunk
+
+        sha256, size = await self.blobs.put_blob(content())
+        sniffed = sniff(bytes(head))
+        file = StoredFile(id=new_id(), sha256=sha256, size=size, mime=sniffed.mime, name=display_name(name),
+                          owner_id=owner_id, device_id=device_id, created_at=self.clock(),
+                          status="scanning" if self._scanner is not None else "ready")
+        await self._storage.create_file(file)
+        await self._audit.record(chain=user_chain(owner_id), action="file.store", subject_type="file",
+                                 subject_id=file.id, actor_id=owner_id, device_id=device_id,
+                                 details={"name": file.name, "size": size, "sha256": sha256, "mime": file.mime})
+        return await self._check(file)
+
     async def _store_file(self, upload: Upload) -> StoredFile:
         head = bytearray()
 

@@ -393,3 +393,22 @@ async def test_upload_for_a_room_is_posted_there_and_devices_are_told(muster: Mu
     refused = await create(muster, outsider, 10, extra={"room_id": room})
     assert refused.status == 403 and refused.body["error"]["code"] == "room.not_member"
     assert phone.user_id == member.user_id
+
+
+async def test_files_muster_makes_itself_are_kept_like_uploads(muster: Muster, tmp_path: Path) -> None:
+    owner = await new_client(muster, "commander")
+    member = await new_client(muster)
+    room = await make_room(owner, member)
+    made = tmp_path / "recording.png"
+    made.write_bytes(png_bytes((32, 24)))
+    files = muster.app[FILES]
+    file = await files.store_local_file(made, name="会商录像.png", owner_id=owner.user_id, device_id=None)
+    assert (file.mime, file.size, file.status) == ("image/png", made.stat().st_size, "ready")
+    assert file.thumbnail_sha256 is not None  # previews and scans apply as to uploads
+    assert (await download(muster, member.session, file.id)).status == 403
+    await files.link([file.id], scope_type="room", scope_id=room, target_type="recording", target_id="call-1",
+                     actor=None)
+    got = await download(muster, member.session, file.id)
+    assert got.status == 200 and got.body == made.read_bytes()
+    records = await muster.kernel.storage.list_audit_records(action="file.store")
+    assert [r.subject_id for r in records] == [file.id]
