@@ -191,6 +191,10 @@ def _run(settings: Settings, *, demo: bool) -> int:
             k = app[KERNEL]
             logins = await seed_demo(k.storage, k.org, password=settings.demo.password)
             if logins:
+                from workflows.demo import seed_workflow_demo
+                from workflows.views import INCIDENTS, PROJECT_SERVICE, TASK_SERVICE
+
+                await seed_workflow_demo(k.storage, app[INCIDENTS], app[TASK_SERVICE], app[PROJECT_SERVICE])
                 print("\nDemo county created. Sign in with any of these (password: "
                       f"{settings.demo.password}):", flush=True)
                 for login in logins:

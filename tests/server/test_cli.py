@@ -88,11 +88,23 @@ async def test_run_with_demo_serves_and_shuts_down_cleanly(tmp_path: Path) -> No
                     pass
                 assert time.monotonic() < deadline, "server did not become ready"
                 await asyncio.sleep(0.2)
+            tokens = {}
             for role in ("admin", "commander", "lead", "responder", "inspector"):
                 async with http.post(f"{base}/api/auth/login", json={
                     "username": role, "password": "muster-demo", "device_name": "demo", "device_kind": "console",
                 }) as resp:
                     assert resp.status == 200, await resp.text()
+                    tokens[role] = (await resp.json())["access_token"]
+            # The demo cases: an incident being handled and a project under construction.
+            headers = {"Authorization": f"Bearer {tokens['commander']}"}
+            async with http.get(f"{base}/api/incidents", headers=headers) as resp:
+                incidents = (await resp.json())["incidents"]
+            assert [(i["title"], i["state"]) for i in incidents] == [("东沟水库水位超警戒", "responding")]
+            async with http.get(f"{base}/api/projects", headers=headers) as resp:
+                assert [p["phase"] for p in (await resp.json())["projects"]] == ["construction"]
+            async with http.get(f"{base}/api/tasks?mine=true",
+                                headers={"Authorization": f"Bearer {tokens['responder']}"}) as resp:
+                assert [t["title"] for t in (await resp.json())["tasks"]] == ["转移下游群众"]
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
