@@ -20,7 +20,7 @@ case's chain for an incident or project room).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -53,7 +53,7 @@ class SfuPort(Protocol):
 
     async def unsubscribe(self, call_id: str, subscriber_id: str, publication_id: str) -> None: ...
 
-    async def negotiate(self, call_id: str, participant_id: str) -> dict[str, Any]: ...
+    async def negotiate(self, call_id: str, participant_id: str) -> Mapping[str, Any]: ...
 
     async def answer(self, call_id: str, participant_id: str, sdp: str) -> None: ...
 
@@ -145,7 +145,7 @@ class CallService:
         self.calls: dict[str, Call] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         # Called when a recording should start or stop (media/recording wiring); optional.
-        self.on_record: Callable[[Call, bool, Principal], Awaitable[dict[str, Any]]] | None = None
+        self.on_record: Callable[[Call, bool, Principal | None], Awaitable[dict[str, Any]]] | None = None
 
     # -- lookups --------------------------------------------------------------------------------------------------
 
@@ -262,7 +262,7 @@ class CallService:
     async def _end(self, call: Call, actor: Principal | None) -> None:
         if call.ended_at is not None:
             return
-        if call.recording is not None and self.on_record is not None and actor is not None:
+        if call.recording is not None and self.on_record is not None:
             await self.on_record(call, False, actor)
         call.ended_at = self.clock()
         await self._broadcast(call, "call.ended", {"by": actor.user_id if actor else None})
@@ -289,7 +289,7 @@ class CallService:
             publication = Publication(id=publication_id, participant_id=participant.id, user_id=actor.user_id,
                                       kind=kind, source=source)
             call.publications[publication.id] = publication
-            offer = await self.sfu.negotiate(call.id, participant.id)
+            offer = dict(await self.sfu.negotiate(call.id, participant.id))
         await self._broadcast(call, "call.published", {"publication": publication_out(publication)},
                               skip=participant.id)
         return publication, offer
@@ -307,33 +307,57 @@ class CallService:
         async with self._lock(call.id):
             await self.sfu.subscribe(call.id, participant.id, publication.id)
             participant.subscriptions.add(publication.id)
-            return await self.sfu.negotiate(call.id, participant.id)
+            return dict(await self.sfu.negotiate(call.id, participant.id))
 
-    async def unsubscribe(self, actor: Principal, call_id: str, publication_id: str) -> dict[str, Any]:
+    async def unsubscribe(self, actor: Principal, call_id: str, publication_id: str) -> dict[str, Any] | None:
         call = self._call(call_id)
         participant = self.participant(call, actor)
         async with self._lock(call.id):
             if publication_id in participant.subscriptions:
                 await self.sfu.unsubscribe(call.id, participant.id, publication_id)
                 participant.subscriptions.discard(publication_id)
-            return await self.sfu.negotiate(call.id, participant.id)
+            return await self._offer(call, participant)
+
+    async def _offer(self, call: Call, participant: Participant) -> dict[str, Any] | None:
+        """The current offer for a participant, or None when its connection carries nothing yet."""
+        try:
+            return dict(await self.sfu.negotiate(call.id, participant.id))
+        except Conflict:
+            return None
+
+    async def renegotiate(self, call_id: str, participant_id: str) -> None:
+        """Something changed beyond the participant's own request (a publisher left): send a fresh offer."""
+        call = self.calls.get(call_id)
+        participant = call.participants.get(participant_id) if call is not None else None
+        if call is None or participant is None:
+            return
+        try:
+            async with self._lock(call.id):
+                offer = await self._offer(call, participant)
+        except Exception:
+            # The participant or the call went away meanwhile: nothing to renegotiate.
+            log.info("renegotiation skipped", call_id=call_id, participant_id=participant_id)
+            return
+        if offer is not None:
+            await self._notify.to_sid(participant.sid, "call.offer", {"call_id": call.id, **offer})
 
     async def answer(self, actor: Principal, call_id: str, sdp: str) -> None:
         call = self._call(call_id)
         participant = self.participant(call, actor)
         await self.sfu.answer(call.id, participant.id, sdp)
 
-    async def reconnect(self, actor: Principal, call_id: str) -> dict[str, Any]:
+    async def reconnect(self, actor: Principal, call_id: str) -> dict[str, Any] | None:
         """A device whose network changed gets a fresh connection; its publications and subscriptions stay."""
         call = self._call(call_id)
         participant = self.participant(call, actor)
         async with self._lock(call.id):
             await self.sfu.connect(call.id, participant.id)
-            offer = await self.sfu.negotiate(call.id, participant.id)
+            offer = await self._offer(call, participant)
         await self._record(call, actor, "call.reconnect", {"participant_id": participant.id})
         return offer
 
-    async def set_mode(self, actor: Principal, call_id: str, mode: Literal["normal", "audio_only"]) -> dict[str, Any]:
+    async def set_mode(self, actor: Principal, call_id: str,
+                       mode: Literal["normal", "audio_only"]) -> dict[str, Any] | None:
         """Low-bandwidth mode: audio only drops every video subscription of this device."""
         call = self._call(call_id)
         participant = self.participant(call, actor)
@@ -345,7 +369,7 @@ class CallService:
                     if publication is not None and publication.kind == "video":
                         await self.sfu.unsubscribe(call.id, participant.id, publication_id)
                         participant.subscriptions.discard(publication_id)
-            return await self.sfu.negotiate(call.id, participant.id)
+            return await self._offer(call, participant)
 
     async def mute_self(self, actor: Principal, call_id: str, publication_id: str, muted: bool) -> Publication:
         call = self._call(call_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -52,12 +53,13 @@ def make_storage(settings: Settings) -> Storage:
 
 
 def http_apis() -> list[Api]:
+    from media import views as media_views
     from rooms import views as room_views
     from rooms.files import views as file_views
     from workflows import views as workflow_views
 
     return [ops.api, auth_views.api, org_views.api, audit_views.api, room_views.api, file_views.api,
-            workflow_views.api]
+            workflow_views.api, media_views.api]
 
 
 def build_openapi(apis: Iterable[Api]) -> dict[str, object]:
@@ -168,7 +170,46 @@ def _wire_domains(app: web.Application, kernel: Kernel, scheduler: Scheduler) ->
     app[PRESENCE] = presence
     app[FILES] = files
     workflows = _wire_workflows(app, kernel, scheduler, notifier, rooms, files)
-    return [(files.start, files.stop), (presence.start, presence.stop), *workflows]
+    media = _wire_media(app, kernel, rooms, files)
+    return [(files.start, files.stop), (presence.start, presence.stop), *workflows, *media]
+
+
+def _wire_media(app: web.Application, kernel: Kernel, rooms: RoomService, files: FileService) -> Lifecycle:
+    """Consultations: the in-process SFU, its signalling over the gateway, and recordings into case files."""
+    from media.events import GatewayCallNotifier, register_call_events
+    from media.recording import CallRecordings
+    from media.service import CallService
+    from media.sfu import Sfu
+    from media.views import CALLS
+
+    settings = kernel.settings
+    renegotiations: set[asyncio.Task[None]] = set()
+
+    def negotiation_needed(call_id: str, participant_id: str) -> None:
+        # The SFU calls this from its own callbacks: the offer goes out from a task of its own.
+        task = asyncio.create_task(calls.renegotiate(call_id, participant_id))
+        renegotiations.add(task)
+        task.add_done_callback(renegotiations.discard)
+
+    sfu = Sfu(on_negotiation_needed=negotiation_needed)
+    calls = CallService(rooms=rooms, storage=kernel.storage, audit=kernel.audit, sfu=sfu,
+                        notifier=GatewayCallNotifier(kernel.gateway), settings=settings.media,
+                        secret=settings.auth.jwt_secret)
+    recordings = CallRecordings(sfu=sfu, files=files, rooms=rooms, audit=kernel.audit,
+                                folder=settings.files_dir / "recordings",
+                                max_seconds=settings.media.recordings_max_seconds)
+    calls.on_record = recordings.toggle
+    register_call_events(kernel.gateway, calls)
+    app[CALLS] = calls
+
+    async def start() -> None:
+        return None
+
+    async def stop() -> None:
+        await calls.close()
+        await sfu.close()
+
+    return [(start, stop)]
 
 
 def _wire_workflows(app: web.Application, kernel: Kernel, scheduler: Scheduler, notifier: UserNotifier,
