@@ -138,3 +138,38 @@ async def test_a_recorded_consultation_over_the_socket(muster: Muster) -> None:
     finally:
         await host.close()
         await guest.close()
+
+
+async def test_a_device_that_changes_network_keeps_its_place_in_the_call(muster: Muster) -> None:
+    """Wi-Fi to cellular: the phone asks `call.reconnect`, gets a fresh connection and goes on receiving, without
+    leaving the call (nobody hears it leave or join again)."""
+    host_client = await new_client(muster, "commander")
+    phone_client = await new_client(muster)
+    room = await make_room(host_client, phone_client)
+    host, phone = SocketPeer(host_client), SocketPeer(phone_client)
+    replacement: SocketPeer | None = None
+    try:
+        host.call_id = phone.call_id = (await host.ok("call.start", {"room_id": room}))["call"]["id"]
+        await host.ok("call.join", {})
+        await phone.ok("call.join", {})
+        answer = await host.ok("call.publish", {"kind": "video", "source": "camera"})
+        video = answer["publication"]["id"]
+        await host.apply(answer["offer"])
+        await phone.apply((await phone.ok("call.subscribe", {"publication_id": video}))["offer"])
+        await until(lambda: phone.frames.get(video, 0) > 5, within=20, what="video before the change")
+        # The old connection is gone with the old network; the same socket asks for a fresh one.
+        await phone.pc.close()
+        replacement = SocketPeer(phone_client)
+        replacement.call_id = phone.call_id
+        offer = (await replacement.ok("call.reconnect", {}))["offer"]
+        await replacement.apply(offer)
+        await until(lambda: replacement is not None and replacement.frames.get(video, 0) > 5, within=20,
+                    what="video after the change")
+        assert not host.events.get("call.left") and len(host.events.get("call.joined", [])) == 1
+        actions = [r.action for r in await muster.kernel.storage.list_audit_records(chain=f"room:{room}")]
+        assert "call.reconnect" in actions
+    finally:
+        await host.close()
+        await phone.close()
+        if replacement is not None:
+            await replacement.close()
