@@ -69,12 +69,13 @@ class WorkflowContext:
 
     async def who(self, principal: Principal) -> Who:
         user = principal.user
-        supervision = await self.department_named(self.settings.supervision_office)
-        office = await self.department_named(self.settings.projects_office)
+        # Both offices are named in settings (by name or id): one read of the department list per request.
+        mine = next((d for d in await self.departments() if d.id == user.department_id), None)
+        names = {mine.id, mine.name} if mine is not None else set()
         return Who(
             user_id=user.id, roles=frozenset(user.roles), department_id=user.department_id,
-            supervision=supervision is not None and user.department_id == supervision.id,
-            projects_office=office is not None and user.department_id == office.id,
+            supervision=bool(self.settings.supervision_office) and self.settings.supervision_office in names,
+            projects_office=bool(self.settings.projects_office) and self.settings.projects_office in names,
         )
 
     async def department_leads(self, department_id: str | None) -> list[User]:
