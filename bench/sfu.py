@@ -2,7 +2,7 @@
 
 One publisher (a generated 640x480 moving picture, 30 fps, aiortc's VP8 encoder, plus Opus audio) and
 `--subscribers` N viewers (default 2), all aiortc clients in this process on loopback, talk to a media server
-in its own process (`bench/sfu_server.py`), one mode after the other in the same run:
+in its own process (`bench/servers/sfu_server.py`), one mode after the other in the same run:
 
 - muster:               `media.sfu.Sfu`, encoded frames forwarded as they are (no decode, no encode),
 - transcode (baseline): plain aiortc the usual way: the server receives (decodes) the publisher's tracks and
@@ -213,7 +213,7 @@ async def wait_until(condition: Any, what: str, within: float) -> None:
 
 async def run_mode(mode: str, subscribers: int, seconds: float, warmup: float) -> Result:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "sfu_server.py"), "--mode", mode,
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "servers" / "sfu_server.py"), "--mode", mode,
                              "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, preexec_fn=die_with_parent)
     clients: list[Client] = []
     try:

@@ -1,6 +1,6 @@
 """The server side of `bench/sfu.py`: one media server on aiohttp, in its own process, so its CPU time is its own.
 
-    .venv/bin/python bench/sfu_server.py --mode muster|transcode --port PORT
+    .venv/bin/python bench/servers/sfu_server.py --mode muster|transcode --port PORT
 
 Both modes speak the same small signalling protocol (JSON over HTTP, the server is always the offerer, as with
 `media.sfu.Sfu`); the bench drives it:
@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from aiortc import (
     MediaStreamTrack,
