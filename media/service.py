@@ -165,10 +165,12 @@ class CallService:
         raise Forbidden("join the call first", code="call.not_participant")
 
     async def _is_host(self, call: Call, actor: Principal) -> bool:
-        if actor.user_id in call.hosts or actor.user.has_role("commander", "admin"):
-            return True
+        # Hosts are always members of the call's room: a commander elsewhere in the county is not one.
         member = await self._storage.get_member(call.room.id, actor.user_id)
-        return member is not None and member.role in ("owner", "admin")
+        if member is None:
+            return False
+        return actor.user_id in call.hosts or actor.user.has_role("commander", "admin") or member.role in (
+            "owner", "admin")
 
     async def _require_host(self, call: Call, actor: Principal) -> None:
         if not await self._is_host(call, actor):

@@ -161,6 +161,10 @@ async def test_only_hosts_control_the_call(world: World) -> None:
     await refused(w.calls.remove(w["member"], call.id, member.id), "call.not_host")
     await refused(w.calls.end(w["member"], call.id), "call.not_host")
     await refused(w.calls.invite(w["member"], call.id, w["lead"].user_id), "call.not_host")
+    # A commander who is not in the room is no host of its call.
+    stranger = await principal(w.muster, await w.muster.session("commander"))
+    await refused(w.calls.end(stranger, call.id), "call.not_host")
+    await refused(w.calls.host_mute(stranger, call.id, publication.id, True), "call.not_host")
     muted = await w.calls.host_mute(w["host"], call.id, publication.id, True)
     assert muted.host_muted and w.sfu.forwarding[publication.id] is False
     # A commander in the room is a host too.
