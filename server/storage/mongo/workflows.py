@@ -27,12 +27,12 @@ Choices where the port is silent (the same as on SQLite):
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
-from typing import Any, get_args
+from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from server.storage.checks import check_float, check_phase_dates, check_version
 from server.storage.mongo.db import (
     DEAD_LETTERS,
     INCIDENTS,
@@ -58,30 +58,8 @@ from server.storage.records import (
     TaskState,
 )
 
-_PHASES = frozenset(get_args(ProjectPhase))
 _OLDEST_FIRST = [("_id", 1)]
 _NEWEST_FIRST = [("created_at", -1), ("_id", -1)]
-
-
-def _check_version(version: int, expected_version: int) -> None:
-    if version != expected_version + 1:
-        raise ValueError(f"the record's version is {version}, not expected_version + 1 = {expected_version + 1}")
-
-
-def _check_float(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, not {value!r}")
-    return number
-
-
-def _check_phase_dates(name: str, dates: dict[str, int]) -> dict[str, int]:
-    unknown = set(dates) - _PHASES
-    if unknown:
-        raise ValueError(f"{name} has keys that are not project phases: {sorted(unknown)}")
-    return dict(dates)
 
 
 def _float(value: Any) -> float | None:
@@ -99,8 +77,8 @@ def _incident_doc(incident: Incident) -> Doc:
         "level": incident.level,
         "description": incident.description,
         "address": incident.address,
-        "latitude": _check_float("latitude", incident.latitude),
-        "longitude": _check_float("longitude", incident.longitude),
+        "latitude": check_float("latitude", incident.latitude),
+        "longitude": check_float("longitude", incident.longitude),
         "reporter_id": incident.reporter_id,
         "reporter_device_id": incident.reporter_device_id,
         "state": incident.state,
@@ -226,18 +204,18 @@ def _project_doc(project: Project) -> Doc:
         "name": project.name,
         "owner_department_id": project.owner_department_id,
         "responsible_department_ids": list(project.responsible_department_ids),
-        "investment": _check_float("investment", project.investment),
+        "investment": check_float("investment", project.investment),
         "address": project.address,
-        "latitude": _check_float("latitude", project.latitude),
-        "longitude": _check_float("longitude", project.longitude),
+        "latitude": check_float("latitude", project.latitude),
+        "longitude": check_float("longitude", project.longitude),
         "phase": project.phase,
         "created_by": project.created_by,
         "created_at": project.created_at,
         "updated_at": project.updated_at,
         "version": project.version,
         "description": project.description,
-        "planned": _check_phase_dates("planned", project.planned),
-        "actual": _check_phase_dates("actual", project.actual),
+        "planned": check_phase_dates("planned", project.planned),
+        "actual": check_phase_dates("actual", project.actual),
         "progress": project.progress,
         "room_id": project.room_id,
     }
@@ -353,7 +331,7 @@ class MongoWorkflows(MongoBase):
             await self.collection(name).insert_one(doc)
 
     async def _compare_and_set(self, name: str, doc: Doc, expected_version: int) -> bool:
-        _check_version(doc["version"], expected_version)
+        check_version(doc["version"], expected_version)
         with conflicts_as_storage_conflict():
             result = await self.collection(name).replace_one({"_id": doc["_id"], "version": expected_version}, doc)
         return result.matched_count == 1

@@ -24,10 +24,10 @@ Choices where the port is silent:
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
-from typing import Any, get_args
+from typing import Any
 
+from server.storage.checks import check_float, check_phase_dates, check_version
 from server.storage.records import (
     DeadLetter,
     Incident,
@@ -41,30 +41,6 @@ from server.storage.records import (
     TaskState,
 )
 from server.storage.sqlite.db import SqliteBase
-
-PHASES = frozenset(get_args(ProjectPhase))
-
-
-def check_version(version: int, expected_version: int) -> None:
-    """An update carries the version it makes: one more than the one it replaces."""
-    if version != expected_version + 1:
-        raise ValueError(f"the record's version is {version}, not expected_version + 1 = {expected_version + 1}")
-
-
-def check_float(name: str, value: float | None) -> float | None:
-    """Coordinates and amounts are finite numbers, stored as floats (an int given is made one)."""
-    if value is None:
-        return None
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, not {value!r}")
-    return number
-
-
-def check_phase_dates(name: str, dates: dict[str, int]) -> None:
-    unknown = set(dates) - PHASES
-    if unknown:
-        raise ValueError(f"{name} has keys that are not project phases: {sorted(unknown)}")
 
 
 def _json(value: Any) -> str:
