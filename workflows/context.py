@@ -139,10 +139,22 @@ class WorkflowContext:
     async def attach_files(self, actor: Principal, file_ids: Iterable[str], *, case_type: str, case_id: str,
                            target_type: str, target_id: str) -> list[dict[str, Any]]:
         """Check the actor may share the files and link them to the case (visible to who may see the case)."""
+        described = await self.check_files(actor, file_ids)
+        await self.link_files(actor, described, case_type=case_type, case_id=case_id, target_type=target_type,
+                              target_id=target_id)
+        return described
+
+    async def check_files(self, actor: Principal, file_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Check the actor may share the files (without linking them yet); their descriptions."""
         refs = [{"file_id": f} for f in dict.fromkeys(file_ids)]
         if not refs:
             return []
-        described = await self.files.attachments(actor, refs)
+        return await self.files.attachments(actor, refs)
+
+    async def link_files(self, actor: Principal, described: list[dict[str, Any]], *, case_type: str, case_id: str,
+                         target_type: str, target_id: str) -> None:
+        """Link checked files to the case, once the record they belong to is stored."""
+        if not described:
+            return
         await self.files.link([d["file_id"] for d in described], scope_type=f"case:{case_type}", scope_id=case_id,
                               target_type=target_type, target_id=target_id, actor=actor)
-        return described

@@ -189,6 +189,9 @@ TASKS: Table[Task] = Table("task", [
                "the assignee or their department's lead"),
     Transition("start", frozenset({"accepted", "sent_back"}), "in_progress", _acts_on_task, "task.start", "开始办理",
                "the assignee or their department's lead"),
+    # A progress report (反馈进展) leaves the state as it is, and the automatic chain too.
+    Transition("progress", frozenset({"accepted", "in_progress", "sent_back"}), None, _acts_on_task,
+               "task.progress", "反馈进展", "the assignee or their department's lead"),
     Transition("submit", frozenset({"accepted", "in_progress", "sent_back"}), "submitted", _acts_on_task,
                "task.submit", "提交办理结果", "the assignee or their department's lead"),
     Transition("delegate", frozenset({"assigned", "accepted", "in_progress", "sent_back"}), "assigned",

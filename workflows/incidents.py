@@ -13,6 +13,7 @@ from typing import Any
 from server.auth.service import Principal
 from server.errors import BadRequest, Conflict, NotFound
 from server.ids import new_id
+from server.storage.ports import StorageConflict
 from server.storage.records import Incident
 from workflows.context import WorkflowContext, refusal
 from workflows.engine import INCIDENTS, Refused, Who
@@ -71,29 +72,52 @@ class IncidentService:
         return incident
 
     async def report(self, actor: Principal, *, title: str, type: str, level: int, description: str, address: str,
-                     latitude: float | None, longitude: float | None, attachments: list[str]) -> Incident:
+                     latitude: float | None, longitude: float | None, attachments: list[str],
+                     client_id: str | None = None) -> Incident:
         """Report an incident (上报): anyone signed in, from the console or a phone."""
+        incident, _ = await self.report_once(actor, title=title, type=type, level=level, description=description,
+                                             address=address, latitude=latitude, longitude=longitude,
+                                             attachments=attachments, client_id=client_id)
+        return incident
+
+    async def report_once(self, actor: Principal, *, title: str, type: str, level: int, description: str,
+                          address: str, latitude: float | None, longitude: float | None, attachments: list[str],
+                          client_id: str | None) -> tuple[Incident, bool]:
+        """Report an incident, idempotent on the reporter's `client_id`: the incident and whether it is the one an
+        earlier request with that client id made (True: nothing new is recorded, told or linked)."""
         ctx = self.ctx
+        if client_id is not None:
+            earlier = await ctx.storage.find_incident_by_client_id(actor.user_id, client_id)
+            if earlier is not None:
+                return earlier, True
         if type not in ctx.settings.incident_types:
             raise BadRequest(f"type must be one of {', '.join(ctx.settings.incident_types)}",
                              code="incident.bad_type")
         if (latitude is None) != (longitude is None):
             raise BadRequest("give both latitude and longitude, or neither", code="incident.bad_location")
         now = ctx.clock()
+        files = await ctx.check_files(actor, attachments)
         incident = Incident(id=new_id(), title=title, type=type, level=level, description=description,
                             address=address, latitude=latitude, longitude=longitude, reporter_id=actor.user_id,
-                            reporter_device_id=actor.device_id, state="reported", created_at=now, updated_at=now)
-        files = await ctx.attach_files(actor, attachments, case_type="incident", case_id=incident.id,
-                                       target_type="incident", target_id=incident.id)
-        incident = replace(incident, attachments=tuple(f["file_id"] for f in files))
-        await ctx.storage.create_incident(incident)
+                            reporter_device_id=actor.device_id, state="reported", created_at=now, updated_at=now,
+                            attachments=tuple(f["file_id"] for f in files), client_id=client_id)
+        try:
+            await ctx.storage.create_incident(incident)
+        except StorageConflict:
+            # Two sends of one report raced: the other stored it, and records and tells the rest.
+            earlier = await ctx.storage.find_incident_by_client_id(actor.user_id, client_id) if client_id else None
+            if earlier is None:
+                raise
+            return earlier, True
+        await ctx.link_files(actor, files, case_type="incident", case_id=incident.id, target_type="incident",
+                             target_id=incident.id)
         await ctx.record("incident", incident.id, actor, "incident.report", "incident", incident.id, {
             "title": title, "type": type, "level": level, "address": address, "latitude": latitude,
             "longitude": longitude, "attachments": list(incident.attachments)})
         commanders = [u.id for u in await ctx.storage.list_users(role="commander", limit=200) if not u.disabled]
         await ctx.tell(commanders, "incident.reported", incident_out(incident))
         await ctx.console.changed("incident", {"incident_id": incident.id})
-        return incident
+        return incident, False
 
     async def act(self, actor: Principal, who: Who, incident_id: str, action: str, *,
                   expected_version: int | None = None, **params: Any) -> Incident:

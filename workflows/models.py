@@ -21,6 +21,11 @@ Level = Annotated[int, Field(ge=1, le=4)]
 FileIds = Annotated[list[Id], Field(max_length=20)]
 Priority = Literal["low", "normal", "high", "urgent"]
 Version = Annotated[int, Field(ge=1, le=2**53)]
+Percent = Annotated[int, Field(ge=0, le=100)]
+# Chosen by an offline client for a report it may send more than once: the same client id from the same
+# user is answered with what the first request made (see docs/WORKFLOWS.md, "Offline clients").
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+ProgressText = Annotated[str, StringConstraints(min_length=1, max_length=10000)]
 
 
 class ReportIncident(Payload):
@@ -32,6 +37,7 @@ class ReportIncident(Payload):
     latitude: Latitude | None = None
     longitude: Longitude | None = None
     attachments: FileIds = Field(default_factory=list)
+    client_id: ClientId | None = None
 
 
 class IncidentAction(Payload):
@@ -79,6 +85,16 @@ class TaskAction(Payload):
     assignee_id: Id | None = None
 
 
+class TaskProgressBody(Payload):
+    """A progress report on a task (反馈进展). No `version`: a report queued offline must not be refused
+    because the task changed meanwhile."""
+
+    text: ProgressText
+    percent: Percent | None = None
+    attachments: FileIds = Field(default_factory=list)
+    client_id: ClientId | None = None
+
+
 class CreateProject(Payload):
     code: Code
     name: Title
@@ -108,9 +124,10 @@ class ProjectAction(Payload):
 
 
 class ProgressBody(Payload):
-    percent: Annotated[int, Field(ge=0, le=100)]
+    percent: Percent
     text: LongText = ""
     attachments: FileIds = Field(default_factory=list)
+    client_id: ClientId | None = None
 
 
 class ProblemBody(Payload):
@@ -166,6 +183,14 @@ class IncidentOut(Out):
     actions: list[str] = Field(default_factory=list)
 
 
+class ReportedIncidentOut(IncidentOut):
+    """The incident reported; `duplicate`: this request repeated an earlier one's `client_id`, and this is
+    what the earlier one made (as it is now)."""
+
+    client_id: str | None = None
+    duplicate: bool = False
+
+
 class IncidentListOut(Out):
     incidents: list[IncidentOut]
     has_more: bool
@@ -217,9 +242,30 @@ class TaskAckOut(Out):
     at: int
 
 
+class TaskProgressOut(Out):
+    id: str
+    task_id: str
+    reporter_id: str
+    text: str
+    percent: int | None
+    attachments: list[str]
+    created_at: int
+    client_id: str | None
+
+
+class TaskProgressReportedOut(Out):
+    """The report stored and the task as it is now; `duplicate`: this request repeated an earlier one's
+    `client_id`, and `progress` is what the earlier one stored."""
+
+    task: TaskOut
+    progress: TaskProgressOut
+    duplicate: bool = False
+
+
 class TaskDetailOut(Out):
     task: TaskOut
     acks: list[TaskAckOut]
+    progress: list[TaskProgressOut] = Field(default_factory=list)
 
 
 class ProjectOut(Out):
@@ -257,6 +303,13 @@ class ProgressOut(Out):
     reporter_id: str
     created_at: int
     attachments: list[str]
+
+
+class ProgressReportedOut(ProgressOut):
+    """`duplicate`: this request repeated an earlier one's `client_id`, and this is the earlier report."""
+
+    client_id: str | None = None
+    duplicate: bool = False
 
 
 class ProblemOut(Out):

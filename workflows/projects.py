@@ -174,27 +174,54 @@ class ProjectService:
         return updated
 
     async def report_progress(self, actor: Principal, who: Who, project_id: str, *, percent: int, text: str,
-                              attachments: list[str]) -> ProgressReport:
+                              attachments: list[str], client_id: str | None = None) -> ProgressReport:
+        """Report a project's progress (percentage, text, photos)."""
+        report, _ = await self.report_progress_once(actor, who, project_id, percent=percent, text=text,
+                                                    attachments=attachments, client_id=client_id)
+        return report
+
+    async def report_progress_once(self, actor: Principal, who: Who, project_id: str, *, percent: int, text: str,
+                                   attachments: list[str], client_id: str | None) -> tuple[ProgressReport, bool]:
+        """Report progress, idempotent on the reporter's `client_id`: the report and whether it is the one an
+        earlier request with that client id stored (True: nothing new is recorded or told)."""
         ctx = self.ctx
         project = await self.readable(who, project_id)
+        if client_id is not None:
+            earlier = await self._earlier_report(actor.user_id, client_id, project.id)
+            if earlier is not None:
+                return earlier, True
         try:
             PROJECTS.decide("report_progress", project.phase, who, project)
         except Refused as exc:
             raise refusal(exc) from None
-        report_id = new_id()
-        files = await ctx.attach_files(actor, attachments, case_type="project", case_id=project.id,
-                                       target_type="progress_report", target_id=report_id)
-        report = ProgressReport(id=report_id, project_id=project.id, percent=percent, text=text,
+        files = await ctx.check_files(actor, attachments)
+        report = ProgressReport(id=new_id(), project_id=project.id, percent=percent, text=text,
                                 reporter_id=actor.user_id, created_at=ctx.clock(),
-                                attachments=tuple(f["file_id"] for f in files))
-        await ctx.storage.add_progress_report(report)
+                                attachments=tuple(f["file_id"] for f in files), client_id=client_id)
+        try:
+            await ctx.storage.add_progress_report(report)
+        except StorageConflict:
+            # Two sends of one report raced: the other stored it, and records and tells the rest.
+            earlier = await self._earlier_report(actor.user_id, client_id, project.id) if client_id else None
+            if earlier is None:
+                raise
+            return earlier, True
+        await ctx.link_files(actor, files, case_type="project", case_id=project.id, target_type="progress_report",
+                             target_id=report.id)
         await self._save(project.id, lambda p: replace(p, progress=percent))
         await ctx.record("project", project.id, actor, "project.progress", "progress_report", report.id,
                          {"percent": percent, "text": text, "attachments": list(report.attachments)})
         await ctx.post(project.room_id, f"{await ctx.user_name(actor.user_id)} 报告进度 {percent}%：{text[:100]}",
                        {"workflow": "project.progress", "project_id": project.id, "report_id": report.id}, actor)
         await ctx.console.changed("project", {"project_id": project.id})
-        return report
+        return report, False
+
+    async def _earlier_report(self, reporter_id: str, client_id: str, project_id: str) -> ProgressReport | None:
+        earlier = await self.ctx.storage.find_progress_report_by_client_id(reporter_id, client_id)
+        if earlier is not None and earlier.project_id != project_id:
+            raise Conflict("this client_id was already used for another project's report",
+                           code="project.client_id_reused")
+        return earlier
 
     async def raise_problem(self, actor: Principal, who: Who, project_id: str, *, title: str,
                             description: str) -> Problem:

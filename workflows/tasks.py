@@ -8,7 +8,9 @@ the job re-arms itself after each step. A node that was down finds the job overd
 once: one urge for everything that fell due meanwhile, not one per missed point.
 
 Acting on the task (accepting, starting, submitting) stops the automatic chain; a commander, the
-supervision office or the assigner can restart it from the urge or the supervise step.
+supervision office or the assigner can restart it from the urge or the supervise step. A progress
+report (反馈进展) changes neither the task nor its chain: it is a record of its own, idempotent on
+the reporting client's id.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from server.auth.service import Principal
 from server.errors import BadRequest, Conflict, NotFound
 from server.ids import new_id
 from server.settings import WorkflowsSettings
-from server.storage.records import Incident, Job, Project, Task, TaskAck, TaskPriority
+from server.storage.ports import StorageConflict
+from server.storage.records import Incident, Job, Project, Task, TaskAck, TaskPriority, TaskProgress
 from workflows.context import WorkflowContext, log, refusal
 from workflows.engine import DONE_TASK, OPEN_TASK, TASKS, Refused, Who
 
@@ -198,6 +201,9 @@ class TaskService:
                            chain_active=False), {}, ""
         if action == "start":
             return replace(task, chain_active=False), {}, ""
+        if action == "progress":
+            # A record of its own, not a change of the task: see report_progress.
+            raise BadRequest("report progress with report_progress", code="task.bad_action")
         if action == "submit":
             files = await ctx.attach_files(actor, params.get("attachments", []), case_type=task.case_type,
                                            case_id=task.case_id, target_type="task", target_id=task.id) \
@@ -307,6 +313,61 @@ class TaskService:
         if action == "pass" and task.problem_id:
             for hook in self.on_passed:
                 await hook(task)
+
+    # -- progress -------------------------------------------------------------------------------------------------
+
+    async def report_progress(self, actor: Principal, who: Who, task_id: str, *, room_id: str | None, text: str,
+                              percent: int | None = None, attachments: list[str] | None = None,
+                              client_id: str | None = None) -> tuple[Task, TaskProgress, bool]:
+        """Report progress on a task (反馈进展): its state, version and chain stay as they are.
+
+        Idempotent on the reporter's `client_id`: a resend returns the report stored the first time with True,
+        and records, posts and tells nothing (also when two sends race: one stores, the other finds it).
+        Returns the task as it is now, the report, and whether it is an earlier request's."""
+        ctx = self.ctx
+        if client_id is not None:
+            earlier = await self._earlier_progress(actor.user_id, client_id, task_id)
+            if earlier is not None:
+                return await self.get(task_id), earlier, True
+        task = await self.get(task_id)
+        try:
+            decision = TASKS.decide("progress", task.state, who, task)
+        except Refused as exc:
+            raise refusal(exc) from None
+        if not text.strip():
+            raise BadRequest("say what has been done", code="task.text_required")
+        if percent is not None and not 0 <= percent <= 100:
+            raise BadRequest("percent is from 0 to 100", code="task.bad_percent")
+        files = await ctx.check_files(actor, attachments or [])
+        progress = TaskProgress(id=new_id(), task_id=task.id, reporter_id=actor.user_id, text=text,
+                                created_at=ctx.clock(), percent=percent,
+                                attachments=tuple(f["file_id"] for f in files), client_id=client_id)
+        try:
+            await ctx.storage.add_task_progress(progress)
+        except StorageConflict:
+            # Two sends of one report raced: the other stored it, and records and tells the rest.
+            earlier = await self._earlier_progress(actor.user_id, client_id, task.id) if client_id else None
+            if earlier is None:
+                raise
+            return await self.get(task.id), earlier, True
+        await ctx.link_files(actor, files, case_type=task.case_type, case_id=task.case_id, target_type="task",
+                             target_id=task.id)
+        await ctx.record(task.case_type, task.case_id, actor, decision.transition.audit, "task", task.id, {
+            "from": task.state, "to": task.state, "title": task.title, "text": text, "percent": percent,
+            "attachments": list(progress.attachments), "progress_id": progress.id})
+        share = f"（{percent}%）" if percent is not None else ""
+        await ctx.post(room_id, f"{await ctx.user_name(actor.user_id)} {decision.transition.label}「{task.title}」"
+                       f"{share}：{text[:100]}",
+                       {"workflow": decision.transition.audit, "task_id": task.id, "progress_id": progress.id}, actor)
+        await self._after(task, "progress", who, actor, {})
+        await ctx.console.changed("task", {"task_id": task.id})
+        return task, progress, False
+
+    async def _earlier_progress(self, reporter_id: str, client_id: str, task_id: str) -> TaskProgress | None:
+        earlier = await self.ctx.storage.find_task_progress_by_client_id(reporter_id, client_id)
+        if earlier is not None and earlier.task_id != task_id:
+            raise Conflict("this client_id was already used for another task's report", code="task.client_id_reused")
+        return earlier
 
     # -- the chain ------------------------------------------------------------------------------------------------
 

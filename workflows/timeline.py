@@ -203,6 +203,10 @@ async def _audit_summary(record: AuditRecord, actor: str, look: _Lookup) -> str:
             return f"{actor} 开始办理任务{quoted}"
         if verb == "submit":
             return f"{actor} 提交了任务{quoted}的办理结果" + _tail("结果", _text(d, "result"))
+        if verb == "progress":
+            percent = _int(d, "percent")
+            return (f"{actor} 反馈了任务{quoted}的进展" + (f"（{percent}%）" if percent is not None else "")
+                    + _tail("进展", _text(d, "text")))
         if verb == "delegate":
             to = await look.assignee({"assignee_id": d.get("assignee_id")})
             return f"{actor} 转派任务{quoted}" + (f"给 {to}" if to else "")

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from server.errors import Conflict, Forbidden
 from server.http.api import Api, ApiRequest
-from server.storage.records import Incident, Project, Task
+from server.storage.records import Incident, Project, Task, TaskProgress
 from workflows.dashboard import dashboard_figures
 from workflows.engine import PROJECTS, TASKS, Who
 from workflows.incidents import IncidentService, incident_out
@@ -27,11 +27,13 @@ from workflows.models import (
     ProblemToTask,
     ProgressBody,
     ProgressOut,
+    ProgressReportedOut,
     ProjectAction,
     ProjectDetailOut,
     ProjectListOut,
     ProjectOut,
     RecordQuery,
+    ReportedIncidentOut,
     ReportIncident,
     TaskAckOut,
     TaskAction,
@@ -39,6 +41,9 @@ from workflows.models import (
     TaskListOut,
     TaskListQuery,
     TaskOut,
+    TaskProgressBody,
+    TaskProgressOut,
+    TaskProgressReportedOut,
     TimelineOut,
     UpdateIncident,
 )
@@ -83,13 +88,16 @@ async def list_incidents(req: ApiRequest[None, ListQuery]) -> IncidentListOut:
 
 
 @api.route("POST", "/api/incidents", summary="Report an incident (上报)", tags=I_TAGS, body=ReportIncident,
-           response=IncidentOut, status=201)
-async def report_incident(req: ApiRequest[ReportIncident, None]) -> IncidentOut:
+           response=ReportedIncidentOut, status=201, errors=(409,))
+async def report_incident(req: ApiRequest[ReportIncident, None]) -> ReportedIncidentOut:
+    """`client_id`: a resend by the same user is answered 201 with the incident the first send made (as it is
+    now) and `duplicate: true`; nothing new is recorded."""
     b = req.body
-    incident = await req.app[INCIDENTS].report(req.principal, title=b.title, type=b.type, level=b.level,
-                                               description=b.description, address=b.address, latitude=b.latitude,
-                                               longitude=b.longitude, attachments=list(b.attachments))
-    return IncidentOut.model_validate(incident_out(incident, await _who(req)))
+    incident, duplicate = await req.app[INCIDENTS].report_once(
+        req.principal, title=b.title, type=b.type, level=b.level, description=b.description, address=b.address,
+        latitude=b.latitude, longitude=b.longitude, attachments=list(b.attachments), client_id=b.client_id)
+    return ReportedIncidentOut.model_validate({**incident_out(incident, await _who(req)),
+                                               "client_id": incident.client_id, "duplicate": duplicate})
 
 
 @api.route("GET", "/api/incidents/{incident_id}", summary="An incident, with the actions I may take", tags=I_TAGS,
@@ -236,14 +244,23 @@ async def list_tasks(req: ApiRequest[None, TaskListQuery]) -> TaskListOut:
 async def get_task(req: ApiRequest[None, None]) -> TaskDetailOut:
     who = await _who(req)
     task, _ = await _readable_task(req, who, req.path["task_id"])
-    acks = await req.app[TASK_SERVICE].ctx.storage.list_task_acks(task.id)
+    storage = req.app[TASK_SERVICE].ctx.storage
+    acks = await storage.list_task_acks(task.id)
     return TaskDetailOut(task=TaskOut.model_validate(task_out(task, who)),
-                         acks=[TaskAckOut(user_id=a.user_id, device_id=a.device_id, at=a.at) for a in acks])
+                         acks=[TaskAckOut(user_id=a.user_id, device_id=a.device_id, at=a.at) for a in acks],
+                         progress=[_progress_out(p) for p in await storage.list_task_progress(task.id)])
+
+
+def _progress_out(progress: TaskProgress) -> TaskProgressOut:
+    return TaskProgressOut(id=progress.id, task_id=progress.task_id, reporter_id=progress.reporter_id,
+                           text=progress.text, percent=progress.percent, attachments=list(progress.attachments),
+                           created_at=progress.created_at, client_id=progress.client_id)
 
 
 TASK_SUMMARIES = {
     "accept": "Accept (签收): the acknowledgement, recorded with device and time; stops automatic urges",
     "start": "Start work (开始办理)", "submit": "Submit the result (提交), with text and files",
+    "progress": "Report progress (反馈进展), with text, percent and files; idempotent on client_id",
     "delegate": "Delegate inside the department (转派): the department's lead",
     "pass": "Inspect: pass (督查通过)", "send_back": "Inspect: send back (督查退回), with comments",
     "spot_check": "Spot check a passed task (抽查), with a comment",
@@ -273,7 +290,25 @@ def _task_action(action: str) -> None:
 
 
 for _action in TASKS.actions():
-    _task_action(_action)
+    if _action != "progress":  # its own body and answer, below
+        _task_action(_action)
+
+
+@api.route("POST", "/api/tasks/{task_id}/progress", summary=TASK_SUMMARIES["progress"], tags=T_TAGS,
+           body=TaskProgressBody, response=TaskProgressReportedOut, status=201, errors=(409,))
+async def progress_task(req: ApiRequest[TaskProgressBody, None]) -> TaskProgressReportedOut:
+    """The assignee, a member of the assigned department or its lead, while the task is accepted, in progress or
+    sent back; the state does not change. `client_id`: a resend by the same user is answered 201 with the report
+    the first send stored, the task as it is now and `duplicate: true`; nothing new is recorded. 409
+    `task.client_id_reused` when that client id was used for another task's report."""
+    who = await _who(req)
+    task, case = await _readable_task(req, who, req.path["task_id"])
+    b = req.body
+    current, progress, duplicate = await req.app[TASK_SERVICE].report_progress(
+        req.principal, who, task.id, room_id=case.room_id, text=b.text, percent=b.percent,
+        attachments=list(b.attachments), client_id=b.client_id)
+    return TaskProgressReportedOut(task=TaskOut.model_validate(task_out(current, who)),
+                                   progress=_progress_out(progress), duplicate=duplicate)
 
 
 # -- projects --------------------------------------------------------------------------------------------------------
@@ -337,13 +372,17 @@ for _action, _summary in [("start", "Phase: start of works (开工)"), ("build",
 
 
 @api.route("POST", "/api/projects/{project_id}/progress", summary="Report progress (percentage, text, photos)",
-           tags=P_TAGS, body=ProgressBody, response=ProgressOut, status=201)
-async def report_progress(req: ApiRequest[ProgressBody, None]) -> ProgressOut:
+           tags=P_TAGS, body=ProgressBody, response=ProgressReportedOut, status=201, errors=(409,))
+async def report_progress(req: ApiRequest[ProgressBody, None]) -> ProgressReportedOut:
+    """`client_id`: a resend by the same user is answered 201 with the report the first send stored and
+    `duplicate: true`; nothing new is recorded. 409 `project.client_id_reused` when that client id was used for
+    another project's report."""
     who, b = await _who(req), req.body
-    report = await req.app[PROJECT_SERVICE].report_progress(req.principal, who, req.path["project_id"],
-                                                            percent=b.percent, text=b.text,
-                                                            attachments=list(b.attachments))
-    return ProgressOut.model_validate(report_out(report))
+    report, duplicate = await req.app[PROJECT_SERVICE].report_progress_once(
+        req.principal, who, req.path["project_id"], percent=b.percent, text=b.text,
+        attachments=list(b.attachments), client_id=b.client_id)
+    return ProgressReportedOut.model_validate({**report_out(report), "client_id": report.client_id,
+                                               "duplicate": duplicate})
 
 
 @api.route("POST", "/api/projects/{project_id}/problems", summary="Report a problem of a project", tags=P_TAGS,

@@ -27,6 +27,7 @@ from server.storage.records import (
     StoredFile,
     Task,
     TaskAck,
+    TaskProgress,
     TaskState,
     Upload,
     UploadSegment,
@@ -296,9 +297,17 @@ class FileStore(Protocol):
 class WorkflowStore(Protocol):
     """Incidents, tasks and projects. Updates are compare-and-set on `version`: the caller passes the
     record with `version = expected_version + 1`; False (nothing written) when the stored version
-    is not `expected_version` (another node changed it first) or the record does not exist."""
+    is not `expected_version` (another node changed it first) or the record does not exist.
 
-    async def create_incident(self, incident: Incident) -> None: ...
+    Incidents, project progress reports and task progress reports may carry the reporting client's
+    `client_id`: at most one of each per (reporter_id, client_id), kept by the backend's unique key,
+    so that of two identical requests racing exactly one is stored (the other gets StorageConflict
+    and finds the winner with `find_*_by_client_id`). Records without a client id never collide."""
+
+    async def create_incident(self, incident: Incident) -> None:
+        """StorageConflict when the id is taken, or the reporter already has an incident with its client_id."""
+
+    async def find_incident_by_client_id(self, reporter_id: str, client_id: str) -> Incident | None: ...
 
     async def get_incident(self, incident_id: str) -> Incident | None: ...
 
@@ -343,10 +352,21 @@ class WorkflowStore(Protocol):
     async def list_projects(self, *, phases: list[ProjectPhase] | None = None, limit: int = 500) -> list[Project]:
         """Oldest first (by id)."""
 
-    async def add_progress_report(self, report: ProgressReport) -> None: ...
+    async def add_progress_report(self, report: ProgressReport) -> None:
+        """StorageConflict when the id is taken, or the reporter already has a report with its client_id."""
+
+    async def find_progress_report_by_client_id(self, reporter_id: str, client_id: str) -> ProgressReport | None: ...
 
     async def list_progress_reports(self, project_id: str, *, limit: int = 200) -> list[ProgressReport]:
         """Newest first."""
+
+    async def add_task_progress(self, progress: TaskProgress) -> None:
+        """StorageConflict when the id is taken, or the reporter already has a report with its client_id."""
+
+    async def find_task_progress_by_client_id(self, reporter_id: str, client_id: str) -> TaskProgress | None: ...
+
+    async def list_task_progress(self, task_id: str, *, limit: int = 200) -> list[TaskProgress]:
+        """A task's progress reports, newest first (by created_at, then id)."""
 
     async def create_problem(self, problem: Problem) -> None: ...
 

@@ -266,6 +266,9 @@ class Incident:
     verified_at: int | None = None
     resolved_at: int | None = None
     closed_at: int | None = None
+    # Chosen by the reporting client (a phone queues reports offline and may send one twice): one
+    # incident per reporter and client id.
+    client_id: str | None = None
 
 
 TaskState = Literal["assigned", "accepted", "in_progress", "submitted", "sent_back", "passed", "cancelled"]
@@ -362,6 +365,23 @@ class ProgressReport:
     reporter_id: str
     created_at: int
     attachments: tuple[str, ...] = ()
+    # Chosen by the reporting client: one report per reporter and client id (a resend finds the first).
+    client_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskProgress:
+    """A progress report on a task (反馈进展): it leaves the task's state as it is."""
+
+    id: str
+    task_id: str
+    reporter_id: str
+    text: str
+    created_at: int
+    percent: int | None = None
+    attachments: tuple[str, ...] = ()
+    # Chosen by the reporting client: one report per reporter and client id (a resend finds the first).
+    client_id: str | None = None
 
 
 ProblemState = Literal["open", "tasked", "resolved"]

@@ -21,6 +21,7 @@ from server.storage.records import (
     Project,
     Task,
     TaskAck,
+    TaskProgress,
 )
 
 # Floats that a careless encoding would change: a sign, the smallest subnormal, the largest
@@ -101,6 +102,7 @@ def full_incident(incident_id: str | None = None, **kw: Any) -> Incident:
         verified_at=1_700_000_100_000,
         resolved_at=1_700_000_400_000,
         closed_at=1_700_000_450_000,
+        client_id=f"phone-0f3c:{new_id()}",
     )
     base.update(kw)
     return Incident(**base)
@@ -253,9 +255,25 @@ def make_report(project_id: str = "p1", *, created_at: int = 1000, **kw: Any) ->
         reporter_id="u1",
         created_at=created_at,
         attachments=("f1", "f2"),
+        client_id=f"c-{new_id()}",
     )
     base.update(kw)
     return ProgressReport(**base)
+
+
+def make_task_progress(task_id: str = "t1", *, created_at: int = 1000, **kw: Any) -> TaskProgress:
+    base: dict[str, Any] = dict(
+        id=new_id(),
+        task_id=task_id,
+        reporter_id="u1",
+        text="已完成一半，'quoted' \"twice\"; --",
+        created_at=created_at,
+        percent=50,
+        attachments=("f1", "文件2"),
+        client_id=f"c-{new_id()}",
+    )
+    base.update(kw)
+    return TaskProgress(**base)
 
 
 def make_letter(*, created_at: int = 1000, **kw: Any) -> DeadLetter:
@@ -301,6 +319,7 @@ def test_full_factories_set_every_field() -> None:
     for _, full in VERSIONED.values():
         assert_every_default_overridden(full())
     assert_every_default_overridden(make_report())
+    assert_every_default_overridden(make_task_progress())
 
 
 @pytest.mark.parametrize("kind", list(VERSIONED))
@@ -646,6 +665,95 @@ async def test_progress_reports_newest_first_per_project(storage: Storage) -> No
     with pytest.raises(StorageConflict):
         await storage.add_progress_report(replace(reports[0], percent=99))
     assert (await storage.list_progress_reports("p1"))[-1] == reports[0]
+
+
+# -- task progress ------------------------------------------------------------------------------
+
+
+async def test_task_progress_round_trip_newest_first_per_task(storage: Storage) -> None:
+    tie_ids = sorted_ids(2)
+    reports = [
+        make_task_progress("t1", created_at=1000),
+        make_task_progress("t1", created_at=3000, percent=None, attachments=(), client_id=None),
+        make_task_progress("t1", created_at=2000, percent=0),
+        make_task_progress("t1", created_at=4000, id=tie_ids[0], percent=100),
+        make_task_progress("t1", created_at=4000, id=tie_ids[1], client_id=None),
+        make_task_progress("t2", created_at=5000),
+    ]
+    for report in shuffled(reports):
+        await storage.add_task_progress(report)
+    newest = [reports[4], reports[3], reports[1], reports[2], reports[0]]
+    listed = await storage.list_task_progress("t1")
+    assert listed == newest
+    assert [type(r.percent) for r in listed] == [int, int, type(None), int, int]
+    assert await storage.list_task_progress("t1", limit=2) == newest[:2]
+    assert await storage.list_task_progress("t1", limit=0) == []
+    assert await storage.list_task_progress("t2") == [reports[5]]
+    assert await storage.list_task_progress("nope") == []
+    with pytest.raises(StorageConflict):
+        await storage.add_task_progress(replace(reports[0], text="again", client_id=None))
+    assert (await storage.list_task_progress("t1"))[-1] == reports[0]
+
+
+# -- client ids: one record per reporter and client id -----------------------------------------
+# Incidents, project progress reports and task progress reports, alike: (make, add, find).
+
+CLIENT_KEYED: dict[str, tuple[Any, str, str]] = {
+    "incident": (lambda **kw: minimal_incident(**kw), "create_incident", "find_incident_by_client_id"),
+    "progress_report": (lambda **kw: make_report(**kw), "add_progress_report", "find_progress_report_by_client_id"),
+    "task_progress": (lambda **kw: make_task_progress(**kw), "add_task_progress", "find_task_progress_by_client_id"),
+}
+
+
+@pytest.mark.parametrize("kind", list(CLIENT_KEYED))
+async def test_client_id_is_unique_per_reporter(storage: Storage, kind: str) -> None:
+    make, add_name, find_name = CLIENT_KEYED[kind]
+    add, find = getattr(storage, add_name), getattr(storage, find_name)
+    assert await find("u1", "c-1") is None
+    first = make(reporter_id="u1", client_id="c-1")
+    await add(first)
+    assert await find("u1", "c-1") == first
+    # the same reporter and client id again, under a new id: refused, the first one stays
+    with pytest.raises(StorageConflict):
+        await add(make(reporter_id="u1", client_id="c-1"))
+    assert await find("u1", "c-1") == first
+    # another reporter with the same client id, or the same reporter with another, is unrelated
+    theirs = make(reporter_id="u2", client_id="c-1")
+    other = make(reporter_id="u1", client_id="c-2")
+    await add(theirs)
+    await add(other)
+    assert await find("u2", "c-1") == theirs
+    assert await find("u1", "c-2") == other
+    assert await find("u3", "c-1") is None
+    assert await find("u1", "C-1") is None  # client ids are compared exactly
+    # records without a client id never collide, and are never found by one
+    for _ in range(3):
+        await add(make(reporter_id="u1", client_id=None))
+    assert await find("u1", "None") is None
+    assert await find("u1", "") is None
+
+
+@pytest.mark.parametrize("kind", list(CLIENT_KEYED))
+async def test_concurrent_sends_of_one_client_id_store_one(storage: Storage, kind: str) -> None:
+    make, add_name, find_name = CLIENT_KEYED[kind]
+    add, find = getattr(storage, add_name), getattr(storage, find_name)
+    contenders = [make(reporter_id="u1", client_id="c-race", created_at=1000 + i) for i in range(6)]
+    results = await asyncio.gather(*(add(c) for c in contenders), return_exceptions=True)
+    won = [c for c, r in zip(contenders, results, strict=True) if r is None]
+    assert len(won) == 1
+    assert all(isinstance(r, StorageConflict) for r in results if r is not None)
+    assert await find("u1", "c-race") == won[0]
+
+
+async def test_updating_an_incident_keeps_its_client_id(storage: Storage) -> None:
+    incident = minimal_incident(client_id="c-keep")
+    await storage.create_incident(incident)
+    moved = replace(incident, state="verified", version=2)
+    assert await storage.update_incident(moved, expected_version=1) is True
+    assert await storage.find_incident_by_client_id("u1", "c-keep") == moved
+    # and the key stays taken
+    with pytest.raises(StorageConflict):
+        await storage.create_incident(minimal_incident(client_id="c-keep"))
 
 
 # -- problems -----------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ OPEN = {"assigned", "accepted", "in_progress", "sent_back"}
 TASK_CASES: list[tuple[str, set[str], str | None, set[str]]] = [
     ("accept", {"assigned"}, "accepted", {"resp", "lead"}),
     ("start", {"accepted", "sent_back"}, "in_progress", {"resp", "lead"}),
+    ("progress", {"accepted", "in_progress", "sent_back"}, None, {"resp", "lead"}),
     ("submit", {"accepted", "in_progress", "sent_back"}, "submitted", {"resp", "lead"}),
     ("delegate", OPEN, "assigned", {"lead"}),
     ("pass", {"submitted"}, "passed", {"cmd", "adm", "insp", "asg"}),
@@ -151,6 +152,15 @@ def test_the_people_who_did_a_task_never_inspect_it() -> None:
     lead_did_it = replace(TASK, state="submitted", submitted_by="lead", assigned_by="lead")
     with pytest.raises(Refused):
         TASKS.decide("pass", "submitted", LEAD, lead_did_it)
+
+
+def test_members_of_a_department_task_report_progress_until_someone_takes_it() -> None:
+    department_task = replace(TASK, assignee_id=None, state="accepted")
+    assert TASKS.decide("progress", "accepted", COLLEAGUE, department_task).target == "accepted"
+    taken = replace(TASK, state="in_progress")  # assigned to resp: a colleague may not
+    with pytest.raises(Refused) as err:
+        TASKS.decide("progress", "in_progress", COLLEAGUE, taken)
+    assert err.value.wrong_person
 
 
 def test_unknown_action() -> None:

@@ -36,6 +36,7 @@ TASKS = "tasks"
 TASK_ACKS = "task_acks"
 PROJECTS = "projects"
 PROGRESS_REPORTS = "progress_reports"
+TASK_PROGRESS = "task_progress"
 PROBLEMS = "problems"
 DEAD_LETTERS = "dead_letters"
 
@@ -135,6 +136,13 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     INCIDENTS: [
         IndexModel([("state", ASCENDING), ("_id", ASCENDING)], name="incidents_state"),
+        # One incident per reporter and client id (offline phones resend); those without one are left out.
+        IndexModel(
+            [("reporter_id", ASCENDING), ("client_id", ASCENDING)],
+            name="incidents_client_unique",
+            unique=True,
+            partialFilterExpression={"client_id": {"$type": "string"}},
+        ),
     ],
     TASKS: [
         IndexModel([("case_type", ASCENDING), ("case_id", ASCENDING), ("_id", ASCENDING)], name="tasks_case"),
@@ -155,6 +163,24 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel(
             [("project_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
             name="progress_reports_project",
+        ),
+        IndexModel(
+            [("reporter_id", ASCENDING), ("client_id", ASCENDING)],
+            name="progress_reports_client_unique",
+            unique=True,
+            partialFilterExpression={"client_id": {"$type": "string"}},
+        ),
+    ],
+    TASK_PROGRESS: [
+        IndexModel(
+            [("task_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+            name="task_progress_task",
+        ),
+        IndexModel(
+            [("reporter_id", ASCENDING), ("client_id", ASCENDING)],
+            name="task_progress_client_unique",
+            unique=True,
+            partialFilterExpression={"client_id": {"$type": "string"}},
         ),
     ],
     PROBLEMS: [

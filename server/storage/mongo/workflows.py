@@ -11,8 +11,10 @@ was sent, and a key with a dot or a leading `$` would otherwise be a field path 
 `Project.planned` / `actual` are sub-documents: their keys are phase names (checked).
 
 Choices where the port is silent (the same as on SQLite):
-- Every `create_*` and `add_progress_report` / `add_dead_letter` raises StorageConflict when the
-  id exists (and `create_project` when the code is taken).
+- Every `create_*` and `add_progress_report` / `add_task_progress` / `add_dead_letter` raises
+  StorageConflict when the id exists (and `create_project` when the code is taken). Incidents and
+  both kinds of progress report also do when the reporter's `client_id` is taken (a partial unique
+  index on (reporter_id, client_id) over string client ids; documents with null are not in it).
 - An `update_*` whose record does not carry `version = expected_version + 1` raises ValueError
   (a caller's mistake, not a lost race). `update_project` raises StorageConflict when the new
   code belongs to another project.
@@ -40,6 +42,7 @@ from server.storage.mongo.db import (
     PROGRESS_REPORTS,
     PROJECTS,
     TASK_ACKS,
+    TASK_PROGRESS,
     TASKS,
     Doc,
     MongoBase,
@@ -55,6 +58,7 @@ from server.storage.records import (
     ProjectPhase,
     Task,
     TaskAck,
+    TaskProgress,
     TaskState,
 )
 
@@ -91,6 +95,7 @@ def _incident_doc(incident: Incident) -> Doc:
         "verified_at": incident.verified_at,
         "resolved_at": incident.resolved_at,
         "closed_at": incident.closed_at,
+        "client_id": incident.client_id,
     }
 
 
@@ -116,6 +121,7 @@ def _incident(doc: Mapping[str, Any]) -> Incident:
         verified_at=doc.get("verified_at"),
         resolved_at=doc.get("resolved_at"),
         closed_at=doc.get("closed_at"),
+        client_id=doc.get("client_id"),
     )
 
 
@@ -254,6 +260,7 @@ def _report_doc(report: ProgressReport) -> Doc:
         "reporter_id": report.reporter_id,
         "created_at": report.created_at,
         "attachments": list(report.attachments),
+        "client_id": report.client_id,
     }
 
 
@@ -266,6 +273,34 @@ def _report(doc: Mapping[str, Any]) -> ProgressReport:
         reporter_id=doc["reporter_id"],
         created_at=doc["created_at"],
         attachments=tuple(doc.get("attachments") or ()),
+        client_id=doc.get("client_id"),
+    )
+
+
+def _task_progress_doc(progress: TaskProgress) -> Doc:
+    return {
+        "_id": progress.id,
+        "task_id": progress.task_id,
+        "reporter_id": progress.reporter_id,
+        "text": progress.text,
+        "created_at": progress.created_at,
+        "percent": progress.percent,
+        "attachments": list(progress.attachments),
+        "client_id": progress.client_id,
+    }
+
+
+def _task_progress(doc: Mapping[str, Any]) -> TaskProgress:
+    percent = doc.get("percent")
+    return TaskProgress(
+        id=doc["_id"],
+        task_id=doc["task_id"],
+        reporter_id=doc["reporter_id"],
+        text=doc["text"],
+        created_at=doc["created_at"],
+        percent=None if percent is None else int(percent),
+        attachments=tuple(doc.get("attachments") or ()),
+        client_id=doc.get("client_id"),
     )
 
 
@@ -343,6 +378,10 @@ class MongoWorkflows(MongoBase):
 
     async def get_incident(self, incident_id: str) -> Incident | None:
         doc = await self.collection(INCIDENTS).find_one({"_id": incident_id})
+        return _incident(doc) if doc else None
+
+    async def find_incident_by_client_id(self, reporter_id: str, client_id: str) -> Incident | None:
+        doc = await self.collection(INCIDENTS).find_one({"reporter_id": reporter_id, "client_id": client_id})
         return _incident(doc) if doc else None
 
     async def update_incident(self, incident: Incident, *, expected_version: int) -> bool:
@@ -436,11 +475,30 @@ class MongoWorkflows(MongoBase):
     async def add_progress_report(self, report: ProgressReport) -> None:
         await self._insert(PROGRESS_REPORTS, _report_doc(report))
 
+    async def find_progress_report_by_client_id(self, reporter_id: str, client_id: str) -> ProgressReport | None:
+        doc = await self.collection(PROGRESS_REPORTS).find_one({"reporter_id": reporter_id, "client_id": client_id})
+        return _report(doc) if doc else None
+
     async def list_progress_reports(self, project_id: str, *, limit: int = 200) -> list[ProgressReport]:
         if limit <= 0:
             return []
         cursor = self.collection(PROGRESS_REPORTS).find({"project_id": project_id}, sort=_NEWEST_FIRST, limit=limit)
         return [_report(doc) async for doc in cursor]
+
+    # -- task progress ---------------------------------------------------------------
+
+    async def add_task_progress(self, progress: TaskProgress) -> None:
+        await self._insert(TASK_PROGRESS, _task_progress_doc(progress))
+
+    async def find_task_progress_by_client_id(self, reporter_id: str, client_id: str) -> TaskProgress | None:
+        doc = await self.collection(TASK_PROGRESS).find_one({"reporter_id": reporter_id, "client_id": client_id})
+        return _task_progress(doc) if doc else None
+
+    async def list_task_progress(self, task_id: str, *, limit: int = 200) -> list[TaskProgress]:
+        if limit <= 0:
+            return []
+        cursor = self.collection(TASK_PROGRESS).find({"task_id": task_id}, sort=_NEWEST_FIRST, limit=limit)
+        return [_task_progress(doc) async for doc in cursor]
 
     # -- problems --------------------------------------------------------------------
 

@@ -331,4 +331,32 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX dead_letters_created ON dead_letters (created_at, id)
         """,
     ),
+    (
+        5,
+        """
+        -- Offline clients: incidents and progress reports carry the reporting client's id, one per
+        -- reporter and client id (a resend after a lost answer finds the first). Rows without a
+        -- client id are left out of the unique indexes.
+        ALTER TABLE incidents ADD COLUMN client_id TEXT;
+        CREATE UNIQUE INDEX incidents_client_unique ON incidents (reporter_id, client_id)
+            WHERE client_id IS NOT NULL;
+        ALTER TABLE progress_reports ADD COLUMN client_id TEXT;
+        CREATE UNIQUE INDEX progress_reports_client_unique ON progress_reports (reporter_id, client_id)
+            WHERE client_id IS NOT NULL;
+        -- Task progress reports (反馈进展): the task's state does not change.
+        CREATE TABLE task_progress (
+            id TEXT PRIMARY KEY,
+            task_id TEXT NOT NULL,
+            reporter_id TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            percent INTEGER,
+            attachments TEXT NOT NULL DEFAULT '[]',
+            client_id TEXT
+        );
+        CREATE INDEX task_progress_task ON task_progress (task_id, created_at, id);
+        CREATE UNIQUE INDEX task_progress_client_unique ON task_progress (reporter_id, client_id)
+            WHERE client_id IS NOT NULL
+        """,
+    ),
 ]

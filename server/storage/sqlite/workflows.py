@@ -8,8 +8,10 @@ Tuples and dicts are stored as JSON text, booleans as 0/1. Coordinates and inves
 columns without a declared type, so each float is kept as the exact double it is (-0.0 too).
 
 Choices where the port is silent:
-- Every `create_*` and `add_progress_report` / `add_dead_letter` raises StorageConflict when the
-  id exists (and `create_project` when the code is taken).
+- Every `create_*` and `add_progress_report` / `add_task_progress` / `add_dead_letter` raises
+  StorageConflict when the id exists (and `create_project` when the code is taken). Incidents and
+  both kinds of progress report also do when the reporter's `client_id` is taken (a partial unique
+  index on (reporter_id, client_id); rows without a client id are not in it).
 - An `update_*` whose record does not carry `version = expected_version + 1` raises ValueError
   (a caller's mistake, not a lost race). `update_project` raises StorageConflict when the new
   code belongs to another project.
@@ -38,6 +40,7 @@ from server.storage.records import (
     ProjectPhase,
     Task,
     TaskAck,
+    TaskProgress,
     TaskState,
 )
 from server.storage.sqlite.db import SqliteBase
@@ -81,6 +84,7 @@ def _incident_row(incident: Incident) -> dict[str, Any]:
         "verified_at": incident.verified_at,
         "resolved_at": incident.resolved_at,
         "closed_at": incident.closed_at,
+        "client_id": incident.client_id,
     }
 
 
@@ -106,6 +110,7 @@ def _incident(row: sqlite3.Row) -> Incident:
         verified_at=row["verified_at"],
         resolved_at=row["resolved_at"],
         closed_at=row["closed_at"],
+        client_id=row["client_id"],
     )
 
 
@@ -246,6 +251,7 @@ def _report_row(report: ProgressReport) -> dict[str, Any]:
         "reporter_id": report.reporter_id,
         "created_at": report.created_at,
         "attachments": _json(list(report.attachments)),
+        "client_id": report.client_id,
     }
 
 
@@ -258,6 +264,33 @@ def _report(row: sqlite3.Row) -> ProgressReport:
         reporter_id=row["reporter_id"],
         created_at=row["created_at"],
         attachments=tuple(json.loads(row["attachments"])),
+        client_id=row["client_id"],
+    )
+
+
+def _task_progress_row(progress: TaskProgress) -> dict[str, Any]:
+    return {
+        "id": progress.id,
+        "task_id": progress.task_id,
+        "reporter_id": progress.reporter_id,
+        "text": progress.text,
+        "created_at": progress.created_at,
+        "percent": progress.percent,
+        "attachments": _json(list(progress.attachments)),
+        "client_id": progress.client_id,
+    }
+
+
+def _task_progress(row: sqlite3.Row) -> TaskProgress:
+    return TaskProgress(
+        id=row["id"],
+        task_id=row["task_id"],
+        reporter_id=row["reporter_id"],
+        text=row["text"],
+        created_at=row["created_at"],
+        percent=row["percent"],
+        attachments=tuple(json.loads(row["attachments"])),
+        client_id=row["client_id"],
     )
 
 
@@ -345,6 +378,12 @@ class SqliteWorkflows(SqliteBase):
 
     async def get_incident(self, incident_id: str) -> Incident | None:
         row = await self.fetch_one("SELECT * FROM incidents WHERE id = ?", (incident_id,))
+        return _incident(row) if row else None
+
+    async def find_incident_by_client_id(self, reporter_id: str, client_id: str) -> Incident | None:
+        row = await self.fetch_one(
+            "SELECT * FROM incidents WHERE reporter_id = ? AND client_id = ?", (reporter_id, client_id)
+        )
         return _incident(row) if row else None
 
     async def update_incident(self, incident: Incident, *, expected_version: int) -> bool:
@@ -456,6 +495,12 @@ class SqliteWorkflows(SqliteBase):
     async def add_progress_report(self, report: ProgressReport) -> None:
         await self._insert("progress_reports", _report_row(report))
 
+    async def find_progress_report_by_client_id(self, reporter_id: str, client_id: str) -> ProgressReport | None:
+        row = await self.fetch_one(
+            "SELECT * FROM progress_reports WHERE reporter_id = ? AND client_id = ?", (reporter_id, client_id)
+        )
+        return _report(row) if row else None
+
     async def list_progress_reports(self, project_id: str, *, limit: int = 200) -> list[ProgressReport]:
         if limit <= 0:
             return []
@@ -464,6 +509,26 @@ class SqliteWorkflows(SqliteBase):
             (project_id, limit),
         )
         return [_report(row) for row in rows]
+
+    # -- task progress ---------------------------------------------------------------
+
+    async def add_task_progress(self, progress: TaskProgress) -> None:
+        await self._insert("task_progress", _task_progress_row(progress))
+
+    async def find_task_progress_by_client_id(self, reporter_id: str, client_id: str) -> TaskProgress | None:
+        row = await self.fetch_one(
+            "SELECT * FROM task_progress WHERE reporter_id = ? AND client_id = ?", (reporter_id, client_id)
+        )
+        return _task_progress(row) if row else None
+
+    async def list_task_progress(self, task_id: str, *, limit: int = 200) -> list[TaskProgress]:
+        if limit <= 0:
+            return []
+        rows = await self.fetch_all(
+            "SELECT * FROM task_progress WHERE task_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+            (task_id, limit),
+        )
+        return [_task_progress(row) for row in rows]
 
     # -- problems --------------------------------------------------------------------
 
