@@ -31,6 +31,7 @@ from server.permissions import Permissions
 from server.scheduler import Scheduler
 from server.settings import Settings
 from server.storage.ports import BlobStore, Storage
+from server.web import mount_web
 
 if TYPE_CHECKING:
     from rooms.files.service import FileService, UserNotifier
@@ -106,6 +107,7 @@ def create_app(
     for api in apis:
         api.mount(app, authenticate_request)
     app[ops.OPENAPI] = build_openapi(apis)
+    mount_web(app, settings)
     gateway.attach(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

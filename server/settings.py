@@ -145,6 +145,12 @@ class MediaSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSettings:
+    enabled: bool
+    dir: str
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings
     log: LogSettings
@@ -159,6 +165,7 @@ class Settings:
     files: FilesSettings
     workflows: WorkflowsSettings
     media: MediaSettings
+    web: WebSettings
 
     @property
     def production(self) -> bool:
@@ -177,6 +184,11 @@ class Settings:
     def sqlite_file(self) -> Path:
         path = Path(self.storage.sqlite_path)
         return path if path.is_absolute() else self.data_dir / path
+
+    @property
+    def web_dir(self) -> Path:
+        """The web clients' folder: web.dir, or the repository's clients/web when it is empty."""
+        return Path(self.web.dir) if self.web.dir else DEFAULT_CONFIG.parent.parent / "clients" / "web"
 
     @property
     def log_format(self) -> str:

@@ -17,10 +17,13 @@ class Login(Payload):
     device_kind: Literal["console", "mobile"]
     # Give the id returned by an earlier sign-in on this device to keep it one device.
     device_id: Id | None = None
+    # "cookie" (web pages): the refresh token goes into an HttpOnly cookie, never into the page's hands.
+    session: Literal["token", "cookie"] = "token"
 
 
 class Refresh(Payload):
-    refresh_token: Annotated[str, StringConstraints(min_length=3, max_length=200)]
+    # Absent: the refresh token is taken from the muster_refresh cookie (a "cookie" session).
+    refresh_token: Annotated[str, StringConstraints(min_length=3, max_length=200)] | None = None
 
 
 class ChangePassword(Payload):
@@ -31,6 +34,7 @@ class ChangePassword(Payload):
 class SessionOut(Out):
     access_token: str
     access_expires_at: int
+    # Empty for a "cookie" session: the refresh token is in the muster_refresh cookie.
     refresh_token: str
     refresh_expires_at: int
     token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 (the scheme name, not a secret)

@@ -8,6 +8,7 @@ at import and the composition root mounts it.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -16,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 from aiohttp import web
+from multidict import CIMultiDict
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
@@ -59,13 +61,17 @@ Authenticate = Callable[[web.Request], Awaitable[Principal]]
 
 @dataclass
 class ApiRequest(Generic[B, Q]):
-    """What a handler receives: the raw request, who is asking, and the validated input."""
+    """What a handler receives: the raw request, who is asking, and the validated input.
+
+    `response_headers`: headers the handler adds to its answer (a Set-Cookie) while still returning a model.
+    """
 
     request: web.Request
     principal_or_none: Principal | None
     body: B
     query: Q
     path: dict[str, str]
+    response_headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
 
     @property
     def principal(self) -> Principal:
@@ -138,7 +144,7 @@ class Api:
                 body=body, query=query, response=response, status=status, auth=auth,
                 errors=tuple(sorted(default_errors | set(errors))), content_type=content_type, raw=raw,
                 own_auth=own_auth,
-                description=(handler.__doc__ or "").strip(), path_params=PATH_PARAM.findall(path),
+                description=inspect.cleandoc(handler.__doc__ or ""), path_params=PATH_PARAM.findall(path),
             ))
             return handler
 
@@ -201,15 +207,21 @@ def _wrap(op: Operation, authenticate: Authenticate) -> Callable[[web.Request], 
             structlog.contextvars.bind_contextvars(user_id=principal.user_id, device_id=principal.device_id)
         query = _read_query(request, op.query)
         body = await _read_body(request, op.body) if op.body is not None else None
-        result = await op.handler(ApiRequest(request, principal, body, query, path))
+        req: ApiRequest[Any, Any] = ApiRequest(request, principal, body, query, path)
+        result = await op.handler(req)
+        response: web.StreamResponse
         if isinstance(result, web.StreamResponse):
-            return result
-        if result is None:
-            return web.Response(status=204)
-        return web.json_response(
-            result.model_dump(mode="json"), status=op.status,
-            dumps=lambda obj: json.dumps(obj, ensure_ascii=False, separators=(",", ":")),
-        )
+            response = result
+        elif result is None:
+            response = web.Response(status=204)
+        else:
+            response = web.json_response(
+                result.model_dump(mode="json"), status=op.status,
+                dumps=lambda obj: json.dumps(obj, ensure_ascii=False, separators=(",", ":")),
+            )
+        if req.response_headers and not response.prepared:
+            response.headers.extend(req.response_headers)
+        return response
 
     handler.__name__ = op.operation_id
     return handler

@@ -13,6 +13,7 @@ import jsonschema_rs
 import pytest
 import schemathesis
 
+from server.web import ROUTE_PREFIX as WEB_ROUTE_PREFIX
 from tests.factories import Muster
 
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -71,6 +72,8 @@ async def test_every_mounted_route_is_documented_and_every_documented_operation_
         path = route.resource.canonical if route.resource is not None else ""
         if path.startswith("/socket.io/"):
             continue  # the Socket.IO transport, not part of the HTTP API
+        if route.resource is not None and (route.resource.name or "").startswith(WEB_ROUTE_PREFIX):
+            continue  # the web clients' pages and files (server/web.py), not part of the HTTP API
         mounted.add((route.method, path))
     documented = documented_operations(await served_document(muster))
     # aiohttp answers HEAD for a GET route on its own; only a HEAD route of its own (a download's headers, a tus

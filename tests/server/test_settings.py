@@ -33,7 +33,7 @@ def test_every_default_key_has_a_comment() -> None:
             continue  # documented together with the key it feeds
         assert lines[i - 1].strip().startswith("#"), f"{key} lacks a comment on the line above"
     assert set(raw) == {"server", "log", "storage", "redis", "auth", "sso", "demo", "gateway", "rooms", "presence",
-                        "files", "workflows", "media"}
+                        "files", "workflows", "media", "web"}
 
 
 def test_environment_overrides_typed_values() -> None:
