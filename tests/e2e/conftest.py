@@ -26,9 +26,13 @@ import shutil
 from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
+
+from tests.factories import Muster, make_settings, running_muster
+from tests.web_assets import ensure_web_assets
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless Debian Chromium on these machines: no sandbox (root, containers), no GPU, and none of the
@@ -173,3 +177,94 @@ async def ensure_js_package(name: str) -> Path:
         pytest.fail(f"`npm ci` in {JS_DIR} failed ({proc.returncode}) or did not install {name}:\n"
                     f"{output.decode()}", pytrace=False)
     return folder
+
+
+# -- the web clients (clients/web) on a demo county -------------------------------------------------
+
+DEMO_PASSWORD = "muster-demo-1"
+DESKTOP = {"width": 1366, "height": 850}
+PHONE = {"width": 390, "height": 800}  # the responder view must work from 360 px wide
+
+
+@dataclass
+class County:
+    """Muster with the demo county (`make run`'s data) on a real port, serving clients/web."""
+
+    muster: Muster
+    password: str = DEMO_PASSWORD
+
+    @property
+    def url(self) -> str:
+        return self.muster.url
+
+    async def user_id(self, username: str) -> str:
+        user = await self.muster.kernel.storage.get_user_by_username(username)
+        assert user is not None, username
+        return user.id
+
+
+@pytest.fixture
+async def county(tmp_path: Path) -> AsyncIterator[County]:
+    """The demo county: admin, commander, lead (水利局), responder (救援队), inspector; a demo incident
+    being handled and a project under construction, exactly as `make run` seeds them."""
+    from server.demo import seed_demo
+    from workflows.demo import seed_workflow_demo
+    from workflows.views import INCIDENTS, PROJECT_SERVICE, TASK_SERVICE
+
+    ensure_web_assets()
+    settings = make_settings(tmp_path, demo={"password": DEMO_PASSWORD})
+    async with running_muster(settings) as muster:
+        k = muster.kernel
+        await seed_demo(k.storage, k.org, password=DEMO_PASSWORD)
+        app = muster.app
+        await seed_workflow_demo(k.storage, app[INCIDENTS], app[TASK_SERVICE], app[PROJECT_SERVICE])
+        yield County(muster)
+
+
+async def new_face(chromium: Browser, artifacts: Artifacts, *, phone: bool = False,
+                   locale: str = "zh-CN") -> BrowserContext:
+    """A browser context sized as a desktop console or a phone (touch, mobile viewport), logging its
+    console into `artifacts` like the `context` fixture. Close it yourself (or use `faces`)."""
+    options: dict[str, Any] = {"viewport": PHONE if phone else DESKTOP, "locale": locale,
+                               "timezone_id": "Asia/Shanghai"}
+    if phone:
+        options.update(is_mobile=True, has_touch=True, device_scale_factor=2)
+    ctx = await chromium.new_context(**options)
+    ctx.set_default_timeout(15_000)
+    label = "phone" if phone else "desk"
+    ctx.on("console", lambda m: artifacts.console.append(f"[{label}:{m.type}] {m.text}"))
+    ctx.on("weberror", lambda e: artifacts.console.append(f"[{label}:pageerror] {e.error}"))
+    return ctx
+
+
+@pytest.fixture
+async def faces(chromium: Browser, artifacts: Artifacts, request: pytest.FixtureRequest
+                ) -> AsyncIterator[list[BrowserContext]]:
+    """Contexts made with `new_face` and appended to this list are screenshotted on failure and closed."""
+    made: list[BrowserContext] = []
+    try:
+        yield made
+    finally:
+        if _failed(request.node):
+            for i, ctx in enumerate(made):
+                for n, open_page in enumerate(ctx.pages):
+                    with contextlib.suppress(Exception):
+                        await artifacts.screenshot(open_page, f"failure-{i}-{n}")
+            artifacts.write_console("failure-console")
+        for ctx in made:
+            with contextlib.suppress(Exception):
+                await ctx.close()
+
+
+async def sign_in(page: Page, url: str, username: str, password: str = DEMO_PASSWORD) -> None:
+    """Open `url` (a face: /console, /m, /call…) and sign in through its form, with the keyboard."""
+    await page.goto(url)
+    await page.get_by_label("用户名").fill(username)
+    await page.get_by_label("密码").fill(password)
+    await page.get_by_label("密码").press("Enter")
+    await page.get_by_role("status", name="连接状态").filter(has_text="已连接").wait_for()
+
+
+def csp_violations(artifacts: Artifacts) -> list[str]:
+    """Console lines where Chromium reports a Content-Security-Policy refusal."""
+    return [line for line in artifacts.console if "Content Security Policy" in line]
