@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Locator, Page, async_playwright
 
 from tests.factories import Muster, make_settings, running_muster
 from tests.web_assets import ensure_web_assets
@@ -268,3 +268,33 @@ async def sign_in(page: Page, url: str, username: str, password: str = DEMO_PASS
 def csp_violations(artifacts: Artifacts) -> list[str]:
     """Console lines where Chromium reports a Content-Security-Policy refusal."""
     return [line for line in artifacts.console if "Content Security Policy" in line]
+
+
+# -- the keyboard: reaching things the way a keyboard user does ----------------------------------
+
+async def is_focused(locator: Locator) -> bool:
+    result: bool = await locator.evaluate("el => el === document.activeElement")
+    return result
+
+
+async def press_until_focused(page: Page, locator: Locator, key: str = "Tab", limit: int = 60) -> None:
+    """Press `key` (Tab or Shift+Tab) until `locator` has the focus: the way a keyboard user gets there."""
+    await locator.wait_for()
+    for _ in range(limit):
+        if await is_focused(locator):
+            return
+        await page.keyboard.press(key)
+    raise AssertionError(f"{locator} never got the focus with {key}")
+
+
+async def choose_with_keys(page: Page, select: Locator, text: str, key: str = "ArrowDown", limit: int = 30) -> None:
+    """Change a focused <select> with the arrow keys until the option showing `text` is chosen."""
+    await press_until_focused(page, select)
+    for _ in range(limit):
+        chosen: str = await select.evaluate(
+            "el => el.options[el.selectedIndex] ? el.options[el.selectedIndex].text : ''"
+        )
+        if text in chosen:
+            return
+        await page.keyboard.press(key)
+    raise AssertionError(f"no option {text!r} reached with {key}")

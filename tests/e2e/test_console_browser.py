@@ -13,38 +13,18 @@ from zoneinfo import ZoneInfo
 
 from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 
-from tests.e2e.conftest import Artifacts, County, csp_violations, new_face, sign_in
+from tests.e2e.conftest import (
+    Artifacts,
+    County,
+    choose_with_keys,
+    csp_violations,
+    new_face,
+    press_until_focused,
+    sign_in,
+)
 
 DEMO_INCIDENT = "东沟水库水位超警戒"
 DEMO_PROJECT = "城东大桥"
-
-
-async def is_focused(locator: Locator) -> bool:
-    result: bool = await locator.evaluate("el => el === document.activeElement")
-    return result
-
-
-async def press_until_focused(page: Page, locator: Locator, key: str = "Tab", limit: int = 60) -> None:
-    """Press `key` (Tab or Shift+Tab) until `locator` has the focus: the way a keyboard user gets there."""
-    await locator.wait_for()
-    for _ in range(limit):
-        if await is_focused(locator):
-            return
-        await page.keyboard.press(key)
-    raise AssertionError(f"{locator} never got the focus with {key}")
-
-
-async def choose_with_keys(page: Page, select: Locator, text: str, key: str = "ArrowDown", limit: int = 30) -> None:
-    """Change a focused <select> with the arrow keys until the option showing `text` is chosen."""
-    await press_until_focused(page, select)
-    for _ in range(limit):
-        chosen: str = await select.evaluate(
-            "el => el.options[el.selectedIndex] ? el.options[el.selectedIndex].text : ''"
-        )
-        if text in chosen:
-            return
-        await page.keyboard.press(key)
-    raise AssertionError(f"no option {text!r} reached with {key}")
 
 
 async def open_console(

@@ -90,6 +90,9 @@ async def test_whole_incident_commander_and_responder(county: County, chromium: 
     faces += [desk_ctx, phone_ctx]
     desk = await desk_ctx.new_page()
     phone = await phone_ctx.new_page()
+    requested: list[str] = []
+    for ctx in (desk_ctx, phone_ctx):
+        ctx.on("request", lambda request: requested.append(request.url))
     await sign_in(desk, f"{county.url}/console", "commander")
     await sign_in(phone, f"{county.url}/m", "responder")
 
@@ -192,6 +195,75 @@ async def test_whole_incident_commander_and_responder(county: County, chromium: 
                  "提交办理结果「" + TASK, "督查退回「" + TASK, "督查通过「" + TASK, "水位还在涨，请立即签收"):
         await expect(timeline).to_contain_text(step)
     await artifacts.screenshot(desk, "timeline")
+
+    # Everything came from Muster itself (no CDN), and no token sits where page scripts could read it.
+    foreign = [u for u in requested if not u.startswith((county.url + "/", "blob:", "data:"))]
+    assert foreign == []
+    for page in (desk, phone):
+        kept = await page.evaluate("""() => [document.cookie, JSON.stringify({...localStorage}),
+                                             JSON.stringify({...sessionStorage})].join(" ")""")
+        assert "muster_refresh" not in kept and "access_token" not in kept and "eyJ" not in kept, kept
+    clean(artifacts)
+
+
+async def test_reconnects_and_shows_what_it_missed(county: County, chromium: Browser, artifacts: Artifacts,
+                                                   faces: list[BrowserContext]) -> None:
+    commander = await county.muster.login("commander", county.password)
+    [incident] = [i for i in await county.muster.kernel.storage.list_incidents() if i.room_id]
+    phone_ctx = await new_face(chromium, artifacts, phone=True)
+    faces.append(phone_ctx)
+    phone = await phone_ctx.new_page()
+    await sign_in(phone, f"{county.url}/m", "responder")
+    await phone_tab(phone, "消息").click()
+    await phone.get_by_role("link", name=re.compile(re.escape(incident.title))).click()
+    badge = phone.get_by_role("status", name="连接状态")
+
+    accepted = county.muster.kernel.metrics.socket_connects.labels("accepted")
+    connections = accepted._value.get()
+
+    await phone_ctx.set_offline(True)
+    await expect(badge).to_have_text("离线")
+    missed = [f"离线期间第 {n} 条指令" for n in range(1, 4)]
+    for n, text in enumerate(missed):
+        await api(county, "POST", f"/api/rooms/{incident.room_id}/messages", commander,
+                  json={"client_id": f"missed-{n}", "text": text})
+    lines = phone.locator(".timeline .event.message").filter(has_text="离线期间")
+    await expect(lines).to_have_count(0)  # nothing reaches a phone without network
+    await artifacts.screenshot(phone, "offline")
+    await phone_ctx.set_offline(False)
+    await expect(badge).to_have_text("已连接")
+    await expect(lines).to_have_count(3)
+    assert await lines.locator(".text").all_text_contents() == missed  # each once, in order
+    assert accepted._value.get() == connections + 1  # a new connection, which synced what it missed
+    await artifacts.screenshot(phone, "resynced")
+    clean(artifacts)
+
+
+async def test_urge_raises_a_system_notification_in_the_background(
+        county: County, chromium: Browser, artifacts: Artifacts, faces: list[BrowserContext]) -> None:
+    phone_ctx = await new_face(chromium, artifacts, phone=True)
+    faces.append(phone_ctx)
+    # The browser's Notification API, recorded; the page is in the background (another app in front).
+    await phone_ctx.add_init_script("""
+        window.__shown = [];
+        window.Notification = class {
+            static permission = "granted";
+            static requestPermission() { return Promise.resolve("granted"); }
+            constructor(title, options) { window.__shown.push({title, body: options.body}); }
+            close() {}
+        };
+        document.hasFocus = () => false;
+    """)
+    phone = await phone_ctx.new_page()
+    await sign_in(phone, f"{county.url}/m", "responder")
+    commander = await county.muster.login("commander", county.password)
+    responder = await county.muster.login("responder", county.password, device_kind="mobile")
+    tasks = (await api(county, "GET", "/api/tasks?mine=true", responder))["tasks"]
+    task = next(t for t in tasks if t["state"] not in ("passed", "cancelled", "submitted"))
+    await api(county, "POST", f"/api/tasks/{task['id']}/urge", commander, json={"message": "请回报"})
+    await expect(phone.get_by_role("log", name="通知").get_by_text(f"催办：{task['title']}").last).to_be_visible()
+    shown = await phone.evaluate("window.__shown")
+    assert {"title": "Muster", "body": f"催办：{task['title']}"} in shown
     clean(artifacts)
 
 
