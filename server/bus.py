@@ -88,8 +88,9 @@ class RedisBus(Bus):
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Bounded: a listener cancelled in the middle of redis-py's reconnect must not hold up shutdown.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, 5)
             self._task = None
 
     async def publish(self, topic: str, payload: dict[str, Any]) -> None:
@@ -123,5 +124,5 @@ class RedisBus(Bus):
                 # Close before waiting: redis-py has usually reconnected and resubscribed this
                 # pubsub before raising, and left open it is a subscriber that nobody reads.
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await asyncio.wait_for(pubsub.aclose(), 5)  # type: ignore[no-untyped-call]
             await asyncio.sleep(self._retry_delay)
