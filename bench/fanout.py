@@ -1,23 +1,32 @@
-"""What delivering one message to a big room costs Muster, next to two bare Socket.IO servers.
+"""What delivering one message to many sockets costs Muster, next to two bare Socket.IO servers.
 
-One room with many members (default 500: one sender, 499 receivers). The same Node load generator
-(`bench/node/loadgen.js`, the official `socket.io-client`) drives, one after the other in the same run:
+Two cases, each with the same Node load generator (`bench/node/loadgen.js`, the official
+`socket.io-client`, which offers permessage-deflate as browsers do unless `--no-deflate`):
 
-- Muster (`python -m server run`, embedded SQLite: every message validated, stored, sequenced, acked),
+- big-room: one room of 1,000 members (one sender, 999 receivers);
+- many-rooms: 100 rooms of 20 (each room's first member sends; message i goes to room i % 100).
+
+For each case it drives, one after the other in the same run:
+
+- Muster (`python -m server run`, embedded SQLite: every message authorised, validated, stored,
+  sequenced, acked, then fanned out by `server/gateway/fastpath.py`),
 - a bare python-socketio server on aiohttp (`bench/baselines/bare_python_socketio.py`: emit to a room, ack),
 - Node's socket.io server (`bench/baselines/node_socketio_server.js`, the same two events),
 
 in two phases on the same connections: "steady", a rate every server keeps up with (latency), then
-"overload", a rate above what the Python servers deliver (throughput). For each it prints delivered
-messages per second (deliveries = messages x receivers; the sender's own copy is not counted),
-send->receive latency p50/p99, whether every message reached every receiver exactly once, and the
-server's CPU time, then the ratios Muster/Node and Muster/bare-python. Where `taskset` exists the
-server runs on one core and the load generator on another. Loopback only; every process it starts
-stops by itself, also when the bench is killed. Exits 1 if any message was lost or duplicated.
+"overload", a higher rate (throughput). For each it prints delivered messages per second
+(deliveries = messages x receivers; senders' own copies are not counted), send->receive latency
+p50/p99, whether every message reached every receiver of its room exactly once, and the server's CPU
+time, then the ratios Muster/Node and Muster/bare-python, and a summary of Muster/Node in deliveries
+per server CPU-second per case. Where `taskset` exists the server runs on one core and the load
+generator on another. Loopback only; every process it starts stops by itself, also when the bench is
+killed. Exits 1 if any message was lost, duplicated or delivered outside its room.
 
-    .venv/bin/python bench/fanout.py [--members 500] [--messages 200] [--rate 20] [--max-rate 200]
-                                     [--deflate] [--servers muster,bare-python,node] [--py-spy DIR] [--quick]
+    .venv/bin/python bench/fanout.py [--cases big-room,many-rooms] [--rooms R] [--members N] [--messages M]
+                                     [--rate R] [--max-rate R2] [--no-deflate] [--servers muster,bare-python,node]
+                                     [--py-spy DIR] [--quick] [--nodes 1]
 
+`--nodes 2` (the same rooms split across two servers joined by Redis) is a hook, not built yet.
 Needs Node and npm: `npm ci` installs socket.io into bench/node/ when node_modules is missing.
 """
 
@@ -152,6 +161,31 @@ class Target:
     python: bool = False  # py-spy can sample it
 
 
+@dataclass
+class Case:
+    """One shape of load: `rooms` rooms of `members` (a sender and members - 1 receivers each); message i
+    goes to room i % rooms; `messages` per phase at `rate` (steady) then `max_rate` (overload) in all."""
+
+    name: str
+    rooms: int
+    members: int
+    messages: int
+    rate: float
+    max_rate: float
+
+    @property
+    def title(self) -> str:
+        return f"{self.rooms} room{'s' if self.rooms > 1 else ''} x {self.members} members"
+
+
+CASES = {
+    # (a) one node, one big room: the county-wide alert.
+    "big-room": Case("big-room", rooms=1, members=1000, messages=200, rate=20.0, max_rate=200.0),
+    # (b) many small rooms: teams at work. Muster's per-message storage shows here.
+    "many-rooms": Case("many-rooms", rooms=100, members=20, messages=1000, rate=100.0, max_rate=2000.0),
+}
+
+
 async def wait_ready(url: str, proc: asyncio.subprocess.Process, seconds: float = 60) -> None:
     async with aiohttp.ClientSession() as http:
         until = time.monotonic() + seconds
@@ -208,11 +242,12 @@ async def stop_py_spy(profiler: asyncio.subprocess.Process, output: Path) -> Non
           flush=True)
 
 
-async def run_one(target: Target, args: argparse.Namespace, node: str, pin: Pinning, logs: Path) -> dict[str, Any]:
+async def run_one(target: Target, case: Case, args: argparse.Namespace, node: str, pin: Pinning,
+                  logs: Path) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, **target.env}
-    log_file = logs / f"{target.name}.log"
+    log_file = logs / f"{case.name}-{target.name}.log"
     with log_file.open("wb") as log:
         server = await asyncio.create_subprocess_exec(
             *pin.server, *target.command(port), cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
@@ -222,10 +257,11 @@ async def run_one(target: Target, args: argparse.Namespace, node: str, pin: Pinn
     result: dict[str, Any] | None = None
     try:
         await wait_ready(url, server)
-        phases = [{"name": "steady", "messages": args.messages, "rate": args.rate}]
-        if args.max_rate > 0:
-            phases.append({"name": "overload", "messages": args.messages, "rate": args.max_rate})
-        config = {"server": target.adapter, "url": url, "members": args.members, "phases": phases,
+        phases = [{"name": "steady", "messages": case.messages, "rate": case.rate}]
+        if case.max_rate > 0:
+            phases.append({"name": "overload", "messages": case.messages, "rate": case.max_rate})
+        config = {"server": target.adapter, "url": url, "members": case.members, "rooms": case.rooms,
+                  "phases": phases,
                   "warmup": args.warmup, "drainSeconds": args.drain_seconds, "deflate": args.deflate,
                   "deadline": args.timeout, "userPrefix": USER_PREFIX, "password": PASSWORD,
                   "connectConcurrency": 50}
@@ -244,9 +280,10 @@ async def run_one(target: Target, args: argparse.Namespace, node: str, pin: Pinn
                 marks[(message["name"], kind)] = (cpu_seconds(server.pid), time.monotonic())
                 if target.python and args.py_spy:
                     if kind == "start" and profiler is None:
-                        profiler = await start_py_spy(server.pid, args.py_spy / f"{target.name}.collapsed", pin)
+                        profiler = await start_py_spy(server.pid, args.py_spy / f"{case.name}-{target.name}.collapsed",
+                                                      pin)
                     elif kind == "done" and message["name"] == phases[-1]["name"] and profiler is not None:
-                        await stop_py_spy(profiler, args.py_spy / f"{target.name}.collapsed")
+                        await stop_py_spy(profiler, args.py_spy / f"{case.name}-{target.name}.collapsed")
                         profiler = None
             elif kind == "error":
                 raise RuntimeError(f"load generator: {message.get('error')}")
@@ -336,31 +373,49 @@ def print_ratios(results: dict[str, dict[str, Any]]) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", type=int, default=500, help="members of the room, sender included")
-    parser.add_argument("--messages", type=int, default=200, help="messages per measured phase")
-    parser.add_argument("--rate", type=float, default=20.0,
-                        help="messages per second of the steady phase (latency: every server should keep up)")
-    parser.add_argument("--max-rate", type=float, default=200.0,
-                        help="messages per second of the overload phase (throughput: more than the server "
-                             "delivers; 0 skips it)")
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help=f"comma-separated subset of {tuple(CASES)}: " + "; ".join(
+                            f"{c.name}: {c.title}, {c.messages} messages at {c.rate:g}/s then {c.max_rate:g}/s"
+                            for c in CASES.values()))
+    parser.add_argument("--rooms", type=int, help="override every case's number of rooms")
+    parser.add_argument("--members", type=int, help="override every case's members per room, sender included")
+    parser.add_argument("--messages", type=int, help="override every case's messages per measured phase")
+    parser.add_argument("--rate", type=float,
+                        help="override the steady phase's messages per second (latency: every server keeps up)")
+    parser.add_argument("--max-rate", type=float,
+                        help="override the overload phase's messages per second (throughput; 0 skips it)")
     parser.add_argument("--warmup", type=int, default=10, help="messages sent (and delivered) before measuring")
-    parser.add_argument("--drain-seconds", type=float, default=20.0,
+    parser.add_argument("--drain-seconds", type=float, default=40.0,
                         help="how long to wait for deliveries after the last message is due")
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated subset of {SERVERS}")
-    parser.add_argument("--deflate", action="store_true",
-                        help="clients offer permessage-deflate, as browsers and socket.io-client's defaults do: the "
-                             "Python servers then compress every frame for every recipient, Node's socket.io "
-                             "declines; the generator's own inflating then limits what it can take in")
+    parser.add_argument("--deflate", action=argparse.BooleanOptionalAction, default=True,
+                        help="clients offer permessage-deflate, as browsers and socket.io-client's defaults do "
+                             "(default on; Muster and Node's socket.io decline it, stock python-socketio accepts "
+                             "and compresses every frame for every recipient)")
+    parser.add_argument("--nodes", type=int, default=1, choices=(1, 2),
+                        help="2: the same room split across two server processes joined by Redis (not built yet)")
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
                         help="sample the Python servers with py-spy during the measured phases; collapsed stacks "
-                             "(flamegraph input) to DIR/<server>.collapsed")
-    parser.add_argument("--timeout", type=float, default=240.0, help="hard limit per server, seconds")
+                             "(flamegraph input) to DIR/<case>-<server>.collapsed")
+    parser.add_argument("--timeout", type=float, default=240.0, help="hard limit per server and case, seconds")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 50 members, 50 messages at 20/s then at 100/s (nothing is overloaded)")
+                        help="smoke run: 1 room of 50 and 10 rooms of 5, 50 messages (nothing is overloaded)")
     args = parser.parse_args()
+    if args.nodes == 2:
+        raise SystemExit("--nodes 2 (two servers joined by Redis, against socket.io's Redis adapter) is a hook "
+                         "for the cluster work and is not built yet")
+    chosen_cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if set(chosen_cases) - set(CASES):
+        raise SystemExit(f"unknown cases {sorted(set(chosen_cases) - set(CASES))}; choose from {tuple(CASES)}")
+    cases = [CASES[c] for c in chosen_cases]
     if args.quick:
-        args.members, args.messages, args.rate, args.max_rate, args.warmup = 50, 50, 20.0, 100.0, 5
-    if args.members < 2:
+        args.warmup = 5
+        cases = [Case(c.name, rooms=min(c.rooms, 10), members=50 if c.rooms == 1 else 5, messages=50,
+                      rate=20.0, max_rate=100.0) for c in cases]
+    cases = [Case(c.name, rooms=args.rooms or c.rooms, members=args.members or c.members,
+                  messages=args.messages or c.messages, rate=args.rate or c.rate,
+                  max_rate=c.max_rate if args.max_rate is None else args.max_rate) for c in cases]
+    if any(c.members < 2 for c in cases):
         raise SystemExit("--members must be at least 2 (a sender and a receiver)")
     chosen = [s.strip() for s in args.servers.split(",") if s.strip()]
     unknown = set(chosen) - set(SERVERS)
@@ -379,7 +434,7 @@ async def main() -> None:
                 name="muster", adapter="muster",
                 command=lambda port: [sys.executable, "-m", "server", "run", "--port", str(port)],
                 env={"MUSTER_SERVER_DATA_DIR": str(data), "MUSTER_LOG_LEVEL": "error",
-                     # One sender sends every message: lift the per-device flood limit.
+                     # One sender per room sends every message: lift the per-device flood limit.
                      "MUSTER_GATEWAY_EVENTS_PER_SECOND": "1000000", "MUSTER_GATEWAY_EVENT_BURST": "1000000"},
                 python=True),
             "bare-python": Target(
@@ -392,43 +447,62 @@ async def main() -> None:
                 command=lambda port: [node, str(BENCH / "baselines" / "node_socketio_server.js"),
                                       "--port", str(port), "--max-seconds", str(args.timeout + 60)]),
         }
-        print(f"fan-out: 1 room x {args.members} members ({args.members - 1} receivers); {args.messages} messages "
-              f"at {args.rate:g}/s (steady)"
-              + (f", then {args.messages} at {args.max_rate:g}/s (overload)" if args.max_rate > 0 else "")
-              + f", after {args.warmup} warm-up; clients {'offer' if args.deflate else 'do not offer'} "
-              "permessage-deflate", flush=True)
+        print(f"fan-out, one node; clients {'offer' if args.deflate else 'do not offer'} permessage-deflate; "
+              f"{args.warmup} warm-up messages per run", flush=True)
         print(pin.note, flush=True)
-        results: dict[str, dict[str, Any]] = {}
-        for name in chosen:
-            if name == "muster":
-                started = time.monotonic()
-                await seed_muster_users(data, args.members)
-                print(f"seeded {args.members} Muster users in {time.monotonic() - started:.1f}s", flush=True)
+        if "muster" in chosen:
+            users = max(c.rooms * c.members for c in cases)
             started = time.monotonic()
-            r = results[name] = await run_one(targets[name], args, node, pin, data)
-            setup = r["setup_s"]
-            notes = [f"{name}: {time.monotonic() - started:.0f}s; set-up: sign-in {setup['sign_in']:.1f}s, "
-                     f"connect {setup['connect']:.1f}s, room join {setup['join']:.1f}s",
-                     f"event {r['event_bytes']} bytes on the wire",
-                     f"permessage-deflate {'on' if r['deflate'] else 'off'}"]
-            for phase_name, p in r["phases"].items():
-                notes.append(f"{phase_name}: sender at most {p['send_lag_max_ms']:.0f} ms behind schedule")
-                if p["ack_errors"]:
-                    notes.append(f"{phase_name}: {p['ack_errors']} error acks, e.g. {p['first_ack_errors'][:1]}")
-            notes.append(f"server stopped {r['server_stop_s']:.1f}s after SIGTERM")
-            if r["out_of_order"]:
-                notes.append(f"{r['out_of_order']} deliveries with a sequence number not above the previous one")
-            print("   " + "; ".join(notes), flush=True)
-        print()
-        print_table("Steady", results, "steady")
-        print_table("Overload", results, "overload")
-        print_ratios(results)
-        broken = [f"{name} ({phase_name})" for name, r in results.items() for phase_name, p in r["phases"].items()
-                  if not p["exactly_once"]]
+            await seed_muster_users(data, users)
+            print(f"seeded {users} Muster users in {time.monotonic() - started:.1f}s", flush=True)
+        all_results: dict[str, dict[str, dict[str, Any]]] = {}
+        for case in cases:
+            print(f"\n== {case.name}: {case.title} ({case.members - 1} receivers a message); {case.messages} messages "
+                  f"at {case.rate:g}/s (steady)"
+                  + (f", then at {case.max_rate:g}/s (overload)" if case.max_rate > 0 else ""), flush=True)
+            results = all_results[case.name] = {}
+            for name in chosen:
+                started = time.monotonic()
+                r = results[name] = await run_one(targets[name], case, args, node, pin, data)
+                setup = r["setup_s"]
+                notes = [f"{name}: {time.monotonic() - started:.0f}s; set-up: sign-in {setup['sign_in']:.1f}s, "
+                         f"connect {setup['connect']:.1f}s, room join {setup['join']:.1f}s",
+                         f"event {r['event_bytes']} bytes on the wire",
+                         f"permessage-deflate {'on' if r['deflate'] else 'off'}"]
+                for phase_name, p in r["phases"].items():
+                    notes.append(f"{phase_name}: sender at most {p['send_lag_max_ms']:.0f} ms behind schedule")
+                    if p["ack_errors"]:
+                        notes.append(f"{phase_name}: {p['ack_errors']} error acks, e.g. {p['first_ack_errors'][:1]}")
+                notes.append(f"server stopped {r['server_stop_s']:.1f}s after SIGTERM")
+                if r["out_of_order"]:
+                    notes.append(f"{r['out_of_order']} deliveries with a sequence number not above the previous one")
+                if r["strays"]:
+                    notes.append(f"{r['strays']} deliveries to a socket outside the message's room")
+                print("   " + "; ".join(notes), flush=True)
+            print()
+            print_table(f"{case.name}, steady", results, "steady")
+            print_table(f"{case.name}, overload", results, "overload")
+            print_ratios(results)
+        print("\nSummary: Muster / Node's socket.io, deliveries per server CPU-second (target >= 0.5)")
+        for case_name, results in all_results.items():
+            print("  " + case_name + ": " + ", ".join(
+                f"{phase} {cpu_ratio(results, 'node', phase)} (bare python-socketio / Node "
+                f"{cpu_ratio(results, 'node', phase, subject='bare-python')})"
+                for phase in ("steady", "overload") if phase in results.get("muster", {}).get("phases", {})))
+        broken = [f"{case_name}: {name} ({phase_name})" for case_name, results in all_results.items()
+                  for name, r in results.items() for phase_name, p in r["phases"].items()
+                  if not p["exactly_once"] or r["strays"]]
         if broken:
             raise SystemExit(f"NOT delivered exactly once: {', '.join(broken)}")
     finally:
         shutil.rmtree(data, ignore_errors=True)
+
+
+def cpu_ratio(results: dict[str, dict[str, Any]], base: str, phase: str, subject: str = "muster") -> str:
+    a, b = results.get(subject), results.get(base)
+    if a is None or b is None or phase not in a["phases"] or phase not in b["phases"]:
+        return "-"
+    return ratio(a["phases"][phase]["deliveries_per_server_cpu_s"], b["phases"][phase]["deliveries_per_server_cpu_s"])
 
 
 def exit_on_sigterm(signum: int, _frame: Any) -> None:

@@ -1,8 +1,9 @@
 "use strict";
 // The one load generator of bench/fanout.py, the same for every server under test.
 //
-// Opens N socket.io-client connections (the first sends, the others receive), puts them in one
-// room, then for each phase sends M messages at a fixed rate and reports deliveries per second,
+// Opens ROOMS x N socket.io-client connections, puts each N of them in a room (the first of each room
+// sends, the others receive), then for each phase sends M messages at a fixed total rate (message i
+// goes to room i % ROOMS) and reports deliveries per second,
 // send->receive latency (p50/p99, one clock: every client lives in this process) and whether every
 // message reached every receiver exactly once. Only connecting, signing in and joining the room
 // differ per server (the adapters below); sending and receiving are timed the same way for all.
@@ -18,8 +19,10 @@ const { performance } = require("node:perf_hooks");
 const { io } = require("socket.io-client");
 
 const cfg = JSON.parse(process.argv[2] || "{}");
-const N = cfg.members;
-const R = N - 1; // receivers: every member but the sender
+const N = cfg.members; // per room
+const ROOMS = cfg.rooms || 1;
+const R = N - 1; // receivers per room: every member but the sender
+const TOTAL = N * ROOMS; // connections; room k is sockets k*N .. k*N+N-1, its sender k*N
 
 function log(...parts) {
   process.stderr.write(`[loadgen ${cfg.server}] ${parts.join(" ")}\n`);
@@ -83,11 +86,11 @@ function text(id) {
 // -- adapters: connect, sign in, join the room; how a message is sent and recognised ---------------
 
 function musterAdapter() {
-  let roomId = null;
+  const roomIds = new Array(ROOMS);
   return {
     async prepare() {
-      const creds = new Array(N);
-      await pool(N, 8, async (i) => {
+      const creds = new Array(TOTAL);
+      await pool(TOTAL, 8, async (i) => {
         const username = `${cfg.userPrefix}${String(i).padStart(4, "0")}`;
         const resp = await fetch(`${cfg.url}/api/auth/login`, {
           method: "POST",
@@ -106,27 +109,33 @@ function musterAdapter() {
     async join(sockets, creds) {
       const joined = sockets.map(() => new Set());
       sockets.forEach((s, i) => s.on("room.joined", (d) => joined[i].add(d.room_id)));
-      const others = creds.slice(1).map((c) => c.userId);
-      const first = others.slice(0, 500); // room.create takes at most 500 member_ids
-      const created = await sockets[0].timeout(120000).emitWithAck("room.create", {
-        kind: "group", name: "fan-out bench", member_ids: first,
-      });
-      if (!created.data) throw new Error(`room.create: ${JSON.stringify(created)}`);
-      roomId = created.data.room.id;
-      for (let k = 500; k < others.length; k += 100) {
-        const ack = await sockets[0].timeout(120000).emitWithAck("room.invite", {
-          room_id: roomId, user_ids: others.slice(k, k + 100),
+      // One room at a time: concurrent room.create calls have failed with an internal error (get_room
+      // right after create_room returned nothing; see the issue note).
+      await pool(ROOMS, 1, async (k) => {
+        const owner = sockets[k * N];
+        const others = creds.slice(k * N + 1, k * N + N).map((c) => c.userId);
+        const first = others.slice(0, 500); // room.create takes at most 500 member_ids
+        const created = await owner.timeout(120000).emitWithAck("room.create", {
+          kind: "group", name: `fan-out bench ${k}`, member_ids: first,
         });
-        if (!ack.data) throw new Error(`room.invite: ${JSON.stringify(ack)}`);
-      }
-      await waitFor(() => joined.every((set) => set.has(roomId)), 120, "every member's room.joined");
+        if (!created.data) throw new Error(`room.create: ${JSON.stringify(created)}`);
+        roomIds[k] = created.data.room.id;
+        for (let j = 500; j < others.length; j += 100) {
+          const ack = await owner.timeout(120000).emitWithAck("room.invite", {
+            room_id: roomIds[k], user_ids: others.slice(j, j + 100),
+          });
+          if (!ack.data) throw new Error(`room.invite: ${JSON.stringify(ack)}`);
+        }
+      });
+      await waitFor(() => joined.every((set, i) => set.has(roomIds[Math.floor(i / N)])), 120,
+        "every member's room.joined");
     },
-    send(socket, id, onAck) {
-      socket.emit("message.send", { room_id: roomId, client_id: id, text: text(id) }, onAck);
+    send(socket, id, onAck, k) {
+      socket.emit("message.send", { room_id: roomIds[k], client_id: id, text: text(id) }, onAck);
     },
-    listen(socket, onMessage) {
+    listen(socket, onMessage, k) {
       socket.on("room.event", (ev) => {
-        if (ev.kind === "message" && ev.room_id === roomId) onMessage(ev, ev.client_id, ev.seq);
+        if (ev.kind === "message" && ev.room_id === roomIds[k]) onMessage(ev, ev.client_id, ev.seq);
       });
     },
   };
@@ -136,7 +145,7 @@ function musterAdapter() {
 // `msg` to that room. The message has the shape and size of a Muster room event, so the same bytes
 // cross the wire for every server.
 function bareAdapter() {
-  const room = "fanout-bench-room-00000000"; // as long as a Muster room id
+  const roomOf = (k) => `fanout-bench-room-${String(k).padStart(8, "0")}`; // as long as a Muster room id
   const stamp = Date.now();
   return {
     async prepare() {
@@ -147,14 +156,14 @@ function bareAdapter() {
     },
     async join(sockets) {
       await pool(sockets.length, 50, async (i) => {
-        const ack = await sockets[i].timeout(60000).emitWithAck("join", { room });
+        const ack = await sockets[i].timeout(60000).emitWithAck("join", { room: roomOf(Math.floor(i / N)) });
         if (!ack.data) throw new Error(`join: ${JSON.stringify(ack)}`);
       });
     },
-    send(socket, id, onAck) {
+    send(socket, id, onAck, k) {
       const seq = Number(id.slice(1)) + 1;
       socket.emit("msg", {
-        id: `01JBENCH${String(seq).padStart(18, "0")}`, room_id: room, seq, kind: "message",
+        id: `01JBENCH${String(seq).padStart(18, "0")}`, room_id: roomOf(k), seq, kind: "message",
         sender_id: "01JBENCHSENDER000000000000", device_id: "01JBENCHDEVICE000000000000", client_id: id,
         created_at: stamp, body: { text: text(id), mentions: [], mention_all: false, reply_to: null, attachments: [] },
         target_id: null, edited_at: null, recalled_at: null, pinned: false,
@@ -180,7 +189,7 @@ class Phase {
     // Receiver r (1..N-1) of message i is slot i*R + (r-1).
     this.latency = new Float64Array(count * R);
     this.counts = new Uint16Array(count * R);
-    this.expected = count * R;
+    this.expected = count * R; // each message reaches the R receivers of its room
     this.delivered = 0;
     this.duplicates = 0;
     this.lastReceive = 0;
@@ -207,8 +216,8 @@ async function main() {
   const t0 = performance.now();
   const creds = await adapter.prepare();
   const tSignedIn = performance.now();
-  const sockets = new Array(N);
-  await pool(N, cfg.connectConcurrency || 50, async (i) => {
+  const sockets = new Array(TOTAL);
+  await pool(TOTAL, cfg.connectConcurrency || 50, async (i) => {
     sockets[i] = await connect(adapter.connectOptions(i, creds));
   });
   const tConnected = performance.now();
@@ -219,7 +228,7 @@ async function main() {
   out({ phase: "ready" });
 
   const phases = new Map(); // tag char code -> Phase
-  const lastSeq = new Float64Array(N).fill(-1);
+  const lastSeq = new Float64Array(TOTAL).fill(-1);
   let outOfOrder = 0;
   // Bytes of one delivered event as the server wrote it (the socket.io packet text in the websocket
   // frame): python-socketio escapes every non-ASCII character (json.dumps' ensure_ascii), Node does not.
@@ -231,17 +240,21 @@ async function main() {
     }
   });
   let strays = 0;
-  for (let r = 1; r < N; r++) {
-    adapter.listen(sockets[r], (ev, clientId, seq) => {
+  for (let c = 0; c < TOTAL; c++) {
+    const k = Math.floor(c / N);
+    const r = c % N; // 0: the room's sender
+    if (r === 0) continue;
+    adapter.listen(sockets[c], (ev, clientId, seq) => {
       const now = performance.now();
       const phase = phases.get(clientId.charCodeAt(0));
-      if (phase === undefined) strays++;
-      else phase.receive(r, Number(clientId.slice(1)), now);
+      const i = Number(clientId.slice(1));
+      if (phase === undefined || i % ROOMS !== k) strays++;
+      else phase.receive(r, i, now);
       if (seq !== undefined) {
-        if (seq <= lastSeq[r]) outOfOrder++;
-        lastSeq[r] = seq;
+        if (seq <= lastSeq[c]) outOfOrder++;
+        lastSeq[c] = seq;
       }
-    });
+    }, k);
   }
 
   // Sends on schedule (catching up when the event loop was busy); resolves when every ack is in.
@@ -257,14 +270,14 @@ async function main() {
           const sent = performance.now();
           phase.sentAt[i] = sent;
           phase.scheduledAt[i] = start + i * interval;
-          adapter.send(sockets[0], `${phase.tag}${i}`, (ack) => {
+          adapter.send(sockets[(i % ROOMS) * N], `${phase.tag}${i}`, (ack) => {
             phase.ackLatency.push(performance.now() - sent);
             if (!ack || ack.error || ack.data === undefined || ack.data.duplicate === true) {
               phase.ackErrorCount++;
               if (phase.ackErrors.length < 5) phase.ackErrors.push(ack ?? null);
             }
             if (++phase.acked === phase.count) resolve();
-          });
+          }, i % ROOMS);
         }
         if (next < phase.count) setTimeout(tick, Math.max(0, start + next * interval - performance.now()));
       }
@@ -338,6 +351,7 @@ async function main() {
     phase: "result",
     server: cfg.server,
     members: N,
+    rooms: ROOMS,
     receivers: R,
     phases: results,
     out_of_order: outOfOrder,

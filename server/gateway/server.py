@@ -25,6 +25,8 @@ from pydantic import BaseModel, ValidationError
 from server.auth.service import AuthService, Principal
 from server.bus import Bus
 from server.errors import AppError, BadRequest, Unauthorized, error_body
+from server.gateway.fastpath import FastManager, install_fastpath
+from server.gateway.manager import MusterRedisManager
 from server.logging import get_logger
 from server.metrics import Metrics
 from server.schemas import Payload
@@ -105,9 +107,9 @@ class Gateway:
         self._bus = bus
         manager: socketio.AsyncManager
         if settings.redis.url:
-            manager = socketio.AsyncRedisManager(settings.redis.url, channel=f"{settings.redis.prefix}:sio")
+            manager = MusterRedisManager(settings.redis.url, prefix=settings.redis.prefix, metrics=metrics)
         else:
-            manager = socketio.AsyncManager()
+            manager = FastManager()
         origins = settings.server.cors_origins
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
@@ -118,6 +120,7 @@ class Gateway:
             engineio_logger=False,
             max_http_buffer_size=1_000_000,
         )
+        install_fastpath(self.sio)  # websockets: no permessage-deflate, direct writes (fastpath.py)
         self._contexts: dict[str, SocketContext] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._rate = (settings.gateway.events_per_second, settings.gateway.event_burst)

@@ -1,0 +1,211 @@
+"""Local Socket.IO broadcasts, encoded once and written to each recipient's websocket directly.
+
+python-socketio delivers a room broadcast by creating one asyncio task per recipient; each task
+puts the packet in python-engineio's per-socket queue, whose writer task wakes, encodes the packet
+again, frames it and hands it to aiohttp (which compresses it per recipient when the client offered
+permessage-deflate). On one core that per-recipient machinery, not Muster's work, bounds fan-out
+(docs/BENCHMARKS.md). Here a broadcast is encoded once (Socket.IO packet, Engine.IO packet, one
+unmasked WebSocket frame) and the same bytes are written to every recipient's transport.
+
+Rules that keep it correct:
+
+- **Order per socket.** A socket takes the direct write only when nothing it was sent earlier is
+  still waiting in its Engine.IO queue (``queue._unfinished_tasks == 0``: counted from ``put`` to
+  the writer's ``task_done``); otherwise the packet joins that queue behind the earlier ones. The
+  Engine.IO writer sends through `FastWebSocket.send`, which writes without yielding, so once the
+  writer has taken packets from the queue they are on the transport before anything else runs.
+  Frames are written whole, so two never interleave.
+- **Anything not handled falls back** to python-socketio's own path: long-polling clients, sockets
+  still upgrading, emits with an ack callback, packets with binary attachments.
+- **Backpressure.** A recipient whose transport holds more than `send_buffer_limit` unsent bytes is
+  dropped (its connection aborted, so its disconnect handlers run) instead of being buffered
+  without bound or stalling the others; its client reconnects and catches up by sequence number,
+  as after any dropped connection.
+- **No permessage-deflate on the Socket.IO websocket.** Node's socket.io does not negotiate it by
+  default either; its frames are small JSON, and compressing them cost python-socketio 40-45% of
+  its fan-out because aiohttp compresses each frame once per recipient.
+
+`FastManager` is the single-node client manager. A manager that routes over Redis reuses the local
+delivery: `await deliver_local(server, event, data, namespace=..., room=..., skip_sid=...)`, or
+`encode_event` once and `deliver_encoded` on each node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Iterable
+from typing import Any
+
+import socketio
+from aiohttp import web
+from engineio import packet as eio_packet
+from engineio.async_drivers.aiohttp import WebSocket as EngineIoWebSocket
+from socketio import packet as sio_packet
+
+from server.logging import get_logger
+
+log = get_logger("muster.gateway.fastpath")
+
+#: Unsent bytes a recipient's transport may hold before that recipient is dropped.
+DEFAULT_SEND_BUFFER_LIMIT = 4 * 1024 * 1024
+_WS_ATTR = "_muster_ws"  # set on python-engineio's socket once its websocket is open
+_PACK_16 = struct.Struct("!BBH").pack
+_PACK_64 = struct.Struct("!BBQ").pack
+
+
+def ws_frame(message: str | bytes) -> bytes:
+    """One final, unmasked WebSocket frame (server to client): text for str, binary for bytes."""
+    if isinstance(message, str):
+        payload, first = message.encode(), 0x81
+    else:
+        payload, first = bytes(message), 0x82
+    size = len(payload)
+    if size < 126:
+        return bytes((first, size)) + payload
+    if size < 65536:
+        return _PACK_16(first, 126, size) + payload
+    return _PACK_64(first, 127, size) + payload
+
+
+class FastWebSocket(EngineIoWebSocket):  # type: ignore[misc]
+    """python-engineio's aiohttp websocket, with writes that never yield and a bounded buffer.
+
+    It declines permessage-deflate and registers itself on the Engine.IO socket it serves, so
+    `deliver_encoded` can write to it directly.
+    """
+
+    send_buffer_limit = DEFAULT_SEND_BUFFER_LIMIT
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        request = environ["aiohttp.request"]
+        self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
+        await self._sock.prepare(request)
+        self._transport: asyncio.Transport | None = request.transport
+        self.environ = environ
+        eio_socket = getattr(self.handler, "__self__", None)
+        if eio_socket is not None:
+            setattr(eio_socket, _WS_ATTR, self)
+        try:
+            await self.handler(self)
+        finally:
+            if eio_socket is not None and getattr(eio_socket, _WS_ATTR, None) is self:
+                delattr(eio_socket, _WS_ATTR)
+        return self._sock
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Write one whole frame now; False if the socket is gone or was dropped for backpressure."""
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._sock.closed or getattr(self._sock, "_closing", False):
+            return False
+        if transport.get_write_buffer_size() > self.send_buffer_limit:
+            log.info("dropping a socket that does not read what it is sent",
+                     buffered=transport.get_write_buffer_size())
+            transport.abort()  # the receive loop ends, Engine.IO closes the socket, disconnect hooks run
+            return False
+        transport.write(frame)
+        return True
+
+    async def send(self, message: str | bytes) -> None:
+        # Engine.IO's writer task: no await here, so what it took from the queue is written at once.
+        self.write_frame(ws_frame(message))
+
+
+def install_fastpath(sio: socketio.AsyncServer, *, send_buffer_limit: int = DEFAULT_SEND_BUFFER_LIMIT) -> None:
+    """Make `sio`'s websockets `FastWebSocket`s (this server only: engine.io's driver table is shared)."""
+    websocket_class = type("FastWebSocket", (FastWebSocket,), {"send_buffer_limit": send_buffer_limit})
+    sio.eio._async = {**sio.eio._async, "websocket": websocket_class}
+
+
+def encode_event(server: socketio.AsyncServer, event: str, data: Any, namespace: str = "/") -> str | bytes | None:
+    """The Engine.IO packet of a Socket.IO event as written to a websocket, or None when it has
+    binary attachments (several packets: leave those to python-socketio)."""
+    pkt = server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, *_event_args(data)])
+    encoded = pkt.encode()
+    if isinstance(encoded, list):
+        return None
+    wire: str | bytes = eio_packet.Packet(eio_packet.MESSAGE, encoded).encode()
+    return wire
+
+
+async def deliver_encoded(server: socketio.AsyncServer, message: str | bytes, *, namespace: str = "/",
+                          room: str | list[str] | None = None,
+                          skip_sid: str | list[str] | None = None) -> int:
+    """Send an encoded Engine.IO packet (from `encode_event`) to this node's sockets in `room`
+    (a list of rooms: each socket once; None: every socket of the namespace), except `skip_sid`.
+    Returns how many sockets it was sent to."""
+    manager = server.manager
+    if namespace not in manager.rooms:
+        return 0
+    skip = _skip_set(skip_sid)
+    frame = ws_frame(message)
+    sockets = server.eio.sockets
+    queued: list[Any] = []
+    sent = 0
+    for sid, eio_sid in manager.get_participants(namespace, room):
+        if sid in skip:
+            continue
+        s = sockets.get(eio_sid)
+        if s is None or s.closed or s.closing:
+            continue
+        ws = s.__dict__.get(_WS_ATTR)
+        if ws is not None and s.upgraded and not s.upgrading and s.queue._unfinished_tasks == 0:
+            if ws.write_frame(frame):
+                sent += 1
+        else:
+            queued.append(s)
+    if queued:
+        pkt = _engineio_packet(message)
+        for s in queued:
+            await s.send(pkt)  # the socket's own queue: behind what it holds, long-polling included
+            sent += 1
+        # Let waiting long-poll requests take what is queued, as python-socketio's per-recipient tasks
+        # did: python-engineio's client refuses a poll response of more than 16 packets.
+        await asyncio.sleep(0)
+    return sent
+
+
+async def deliver_local(server: socketio.AsyncServer, event: str, data: Any = None, *, namespace: str = "/",
+                        room: str | list[str] | None = None, skip_sid: str | list[str] | None = None) -> int:
+    """Emit `event` with `data` (a tuple: several arguments) to this node's sockets in `room`,
+    encoded once. Returns how many sockets it was sent to, or -1 when the event has binary
+    attachments and python-socketio's own emit sent it."""
+    message = encode_event(server, event, data, namespace)
+    if message is None:
+        await socketio.AsyncManager.emit(server.manager, event, data, namespace, room=room, skip_sid=skip_sid)
+        return -1
+    return await deliver_encoded(server, message, namespace=namespace, room=room, skip_sid=skip_sid)
+
+
+class FastManager(socketio.AsyncManager):  # type: ignore[misc]
+    """python-socketio's in-process manager with `deliver_local` for emits without an ack callback."""
+
+    async def emit(self, event: str, data: Any, namespace: str, room: Any = None, skip_sid: Any = None,
+                   callback: Any = None, to: Any = None, **kwargs: Any) -> None:
+        if callback is not None:
+            await super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, to=to,
+                               **kwargs)
+            return
+        await deliver_local(self.server, event, data, namespace=namespace, room=to or room, skip_sid=skip_sid)
+
+
+def _event_args(data: Any) -> list[Any]:
+    # python-socketio's rule: a tuple is several arguments, None none, anything else one.
+    if isinstance(data, tuple):
+        return list(data)
+    return [] if data is None else [data]
+
+
+def _skip_set(skip_sid: str | Iterable[str] | None) -> frozenset[str]:
+    if skip_sid is None:
+        return frozenset()
+    if isinstance(skip_sid, str):
+        return frozenset((skip_sid,))
+    return frozenset(s for s in skip_sid if s is not None)
+
+
+def _engineio_packet(message: str | bytes) -> eio_packet.Packet:
+    """The Engine.IO packet object whose encoding is `message` (for a socket's own queue)."""
+    if isinstance(message, bytes):
+        return eio_packet.Packet(eio_packet.MESSAGE, message)
+    return eio_packet.Packet(eio_packet.MESSAGE, message[1:])  # text: "4" + the Socket.IO packet
