@@ -29,5 +29,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Socket.IO over Redis (server/gateway/manager.py)
+        self.sio_redis_emits = Counter(
+            "muster_sio_redis_emits_total", "Socket.IO emits by route: published, local_only (Redis skipped), "
+            "failed (not published; members told to resync)", ["outcome"], registry=self.registry,
+        )
+        self.sio_redis_publishes = Counter("muster_sio_redis_publishes_total", "Redis PUBLISH commands sent",
+                                           registry=self.registry)
+        self.sio_redis_batches = Counter("muster_sio_redis_batches_total", "Pipelined flushes of queued publishes",
+                                         registry=self.registry)
+        self.sio_redis_received = Counter("muster_sio_redis_received_total", "Emits received from other nodes",
+                                          registry=self.registry)
+        self.sio_redis_reconnects = Counter("muster_sio_redis_reconnects_total",
+                                            "Redis pub/sub reconnects of the Socket.IO manager", registry=self.registry)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -82,6 +82,25 @@ export async function sync() {
   }
 }
 
+// One sync at a time: a request while one runs asks for one more round after it.
+let syncRunning = null;
+let syncAgain = false;
+
+/** Sync soon (coalesced): on a `sync.hint` from the server, or when a live event skips a sequence number. */
+export function requestSync() {
+  if (syncRunning) { syncAgain = true; return syncRunning; }
+  syncRunning = (async () => {
+    try {
+      do { syncAgain = false; await sync(); } while (syncAgain);
+    } catch (err) {
+      console.warn("sync failed", err);
+    } finally {
+      syncRunning = null;
+    }
+  })();
+  return syncRunning;
+}
+
 /** Older history of a room, for "load more". */
 export async function loadOlder(roomId) {
   const entry = rooms.get().get(roomId);
@@ -119,11 +138,18 @@ export function setTyping(roomId, on) {
 
 events.on("connect", () => { sync().catch((err) => console.warn("sync failed", err)); });
 events.on("room.event", (event) => {
+  // A gap (seq beyond lastSeq + 1 in a room we hold) means live events were lost on the way
+  // (for instance while the server's Redis was away): fetch what is missing.
+  const held = rooms.get().get(event.room_id);
+  const gap = !!held && event.seq > (held.lastSeq || 0) + 1;
   addEvent(event);
+  if (gap) requestSync();
   const entry = rooms.get().get(event.room_id);
   if (entry && entry.open) markRead(event.room_id);
 });
 events.on("room.joined", () => { sync().catch(() => {}); });
+// The server lost live events for these rooms (its Redis connection dropped): resync.
+events.on("sync.hint", () => { requestSync(); });
 events.on("room.left", ({ room_id: roomId }) => {
   rooms.set((map) => { const next = new Map(map); next.delete(roomId); return next; });
 });
