@@ -47,6 +47,9 @@ test-services: node
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+	@{ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || { \
+	  echo "installing nginx (tests/cluster/test_topology.py runs docker/nginx.conf on loopback)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nginx >/dev/null; }
 	@{ command -v clamd >/dev/null 2>&1 || [ -x /usr/sbin/clamd ]; } || { \
 	  echo "installing clamav-daemon"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq clamav-daemon >/dev/null; }
