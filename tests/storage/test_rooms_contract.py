@@ -459,3 +459,28 @@ async def test_message_acks_once_per_user(storage: Storage) -> None:
     assert await storage.list_message_acks(room.id, message.id) == [first, second]
     assert await storage.list_message_acks(room.id, other.id) == [replace(first, message_id=other.id)]
     assert await storage.list_message_acks(room.id, "nope") == []
+
+
+async def test_a_room_is_found_at_once_while_other_reads_run(storage: Storage) -> None:
+    """Read-your-writes under concurrency: each creator finds its room right after creating it, while
+    other coroutines keep reading (on SQLite they share one reader connection)."""
+    rooms = [make_room(name=f"并发{n}") for n in range(30)]
+    stop = asyncio.Event()
+
+    async def keep_reading() -> None:
+        while not stop.is_set():
+            for room in rooms[:5]:
+                await storage.get_room(room.id)
+                await storage.list_members(room.id)
+
+    async def create_then_read(room: Room) -> Room | None:
+        await storage.create_room(room, [member(room, "u1", role="owner")])
+        return await storage.get_room(room.id)
+
+    readers = [asyncio.create_task(keep_reading()) for _ in range(3)]
+    try:
+        found = await asyncio.gather(*(create_then_read(r) for r in rooms))
+    finally:
+        stop.set()
+        await asyncio.gather(*readers)
+    assert [r.id if r else None for r in found] == [r.id for r in rooms]

@@ -113,14 +113,16 @@ class SqliteBase:
                 raise StorageConflict(str(exc)) from None
             return cursor.rowcount
 
+    # Each read runs to completion in one trip to the reader's thread. Stepping a statement in one trip
+    # and finishing it in another left it active in between, holding the reader's snapshot open: a
+    # concurrent read on that connection then missed rows committed meanwhile (a room just created
+    # was not found by the next read).
     async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        async with self.reader.execute(sql, params) as cursor:
-            row: sqlite3.Row | None = await cursor.fetchone()
-            return row
+        rows = list(await self.reader.execute_fetchall(sql, params))
+        return rows[0] if rows else None
 
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> Iterable[sqlite3.Row]:
-        async with self.reader.execute(sql, params) as cursor:
-            return await cursor.fetchall()
+        return await self.reader.execute_fetchall(sql, params)
 
 
 def _split(script: str) -> list[str]:
