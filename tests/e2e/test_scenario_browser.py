@@ -297,3 +297,46 @@ async def test_chat_html_is_shown_as_text(county: County, chromium: Browser, art
     await artifacts.screenshot(desk, "hostile-console")
     await artifacts.screenshot(phone, "hostile-phone")
     clean(artifacts)
+
+
+async def test_a_missed_live_event_is_fetched_on_a_gap_or_a_sync_hint(
+        county: County, chromium: Browser, artifacts: Artifacts, faces: list[BrowserContext]) -> None:
+    """What a node that lost Redis leaves behind: events stored but never pushed. The phone repairs the hole
+    when the next live event skips a sequence number, and when the server sends `sync.hint`."""
+    from server.ids import new_id
+    from server.storage.records import RoomEvent
+
+    storage = county.muster.kernel.storage
+    commander = await county.muster.login("commander", county.password)
+    commander_id = await county.user_id("commander")
+    [incident] = [i for i in await storage.list_incidents() if i.room_id]
+    room_id = incident.room_id
+    assert room_id is not None
+    phone_ctx = await new_face(chromium, artifacts, phone=True)
+    faces.append(phone_ctx)
+    phone = await phone_ctx.new_page()
+    await sign_in(phone, f"{county.url}/m", "responder")
+    await phone_tab(phone, "消息").click()
+    await phone.get_by_role("link", name=re.compile(re.escape(incident.title))).click()
+    lines = phone.locator(".timeline .event.message")
+
+    async def stored_silently(text: str) -> None:
+        event = RoomEvent(id=new_id(), room_id=room_id, seq=0, kind="message", sender_id=commander_id,
+                          device_id=None, client_id=None, created_at=0, body={"text": text})
+        _, created = await storage.append_event(event)
+        assert created
+
+    await stored_silently("未推送的第一条")
+    await expect(lines.filter(has_text="未推送的第一条")).to_have_count(0)
+    await api(county, "POST", f"/api/rooms/{room_id}/messages", commander,
+              json={"client_id": "after-gap", "text": "推送的下一条"})
+    await expect(lines.filter(has_text="未推送的第一条")).to_have_count(1)  # fetched because of the gap
+    await expect(lines.filter(has_text="推送的下一条")).to_have_count(1)
+
+    await stored_silently("未推送的第二条")
+    responder_room = f"user:{await county.user_id('responder')}"
+    await county.muster.kernel.gateway.sio.emit("sync.hint", {"room_ids": [room_id]}, room=responder_room)
+    await expect(lines.filter(has_text="未推送的第二条")).to_have_count(1)
+    texts = await lines.locator(".text").all_text_contents()
+    assert texts.index("未推送的第一条") < texts.index("推送的下一条") < texts.index("未推送的第二条")
+    clean(artifacts)

@@ -59,7 +59,10 @@ export async function sync() {
     let pending = null;
     for (let round = 0; round < 50; round += 1) {
       const held = {};
-      for (const [id, entry] of rooms.get()) if (!pending || pending.has(id)) held[id] = entry.lastSeq || 0;
+      // A room with a hole asks from before the hole (gapFrom), not from its newest event.
+      for (const [id, entry] of rooms.get()) {
+        if (!pending || pending.has(id)) held[id] = entry.gapFrom ?? (entry.lastSeq || 0);
+      }
       const data = await request("sync", { rooms: held, limit: 100 });
       const more = new Set();
       rooms.set((map) => {
@@ -68,7 +71,11 @@ export async function sync() {
           const old = map.get(r.room.id) || { events: [], lastSeq: 0 };
           const merged = merge(old, r.events);
           next.set(r.room.id, { ...merged, room: r.room, membership: r.membership, unread: r.unread,
-            open: old.open, hasOlder: old.hasOlder ?? r.has_more });
+            open: old.open, hasOlder: old.hasOlder ?? r.has_more,
+            // The hole is filled once a page without more came back from before it; with more to
+            // come, the next round continues after this page.
+            gapFrom: r.has_more && merged.gapFrom !== undefined && r.events.length
+              ? r.events[r.events.length - 1].seq : undefined });
           if (r.has_more && held[r.room.id] !== undefined) more.add(r.room.id);
         }
         if (pending) for (const id of data.left || []) next.delete(id);
@@ -142,6 +149,10 @@ events.on("room.event", (event) => {
   // (for instance while the server's Redis was away): fetch what is missing.
   const held = rooms.get().get(event.room_id);
   const gap = !!held && event.seq > (held.lastSeq || 0) + 1;
+  if (gap) {
+    const from = Math.min(held.gapFrom ?? Infinity, held.lastSeq || 0);
+    rooms.set((map) => new Map(map).set(event.room_id, { ...map.get(event.room_id), gapFrom: from }));
+  }
   addEvent(event);
   if (gap) requestSync();
   const entry = rooms.get().get(event.room_id);
