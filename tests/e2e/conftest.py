@@ -23,6 +23,8 @@ import asyncio
 import contextlib
 import re
 import shutil
+import struct
+import zlib
 from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,3 +300,13 @@ async def choose_with_keys(page: Page, select: Locator, text: str, key: str = "A
             return
         await page.keyboard.press(key)
     raise AssertionError(f"no option {text!r} reached with {key}")
+
+
+def png(width: int = 8, height: int = 8, rgb: bytes = b"\xd0\x20\x20") -> bytes:
+    """A small PNG of one colour: the "photo from the phone camera" the tests upload."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + rgb * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")

@@ -9,27 +9,14 @@ in tests/e2e/artifacts/ and fails on any Content-Security-Policy refusal or page
 from __future__ import annotations
 
 import re
-import struct
-import zlib
 from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, FilePayload, Page, ViewportSize, expect
 
-from tests.e2e.conftest import PHONE, Artifacts, County, csp_violations, sign_in
+from tests.e2e.conftest import PHONE, Artifacts, County, csp_violations, png, sign_in
 from tests.factories import Session
 
-
-def _png(width: int = 8, height: int = 8) -> bytes:
-    """A small red PNG, the "photo from the camera"."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\x00" + b"\xd0\x20\x20" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-
-
-PNG = _png()
+PNG = png()
 DEMO_TASK = "转移下游群众"  # assigned by the demo commander to the responder in person
 
 

@@ -11,27 +11,17 @@ HTML and script in it is shown as text on both faces.
 from __future__ import annotations
 
 import re
-import struct
-import zlib
 from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, FilePayload, Locator, Page, expect
 
-from tests.e2e.conftest import Artifacts, County, csp_violations, new_face, sign_in
+from tests.e2e.conftest import Artifacts, County, csp_violations, new_face, png, sign_in
 from tests.factories import Session
 
 INCIDENT = "北河堤防管涌"
 TASK = "封堵管涌并设置警戒"
 
 
-def _png(width: int = 16, height: int = 12) -> bytes:
-    """A small PNG: the photo the responder "takes" with the phone camera."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\x00" + b"\x20\x60\xc0" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 async def api(county: County, method: str, path: str, session: Session, **kw: Any) -> Any:
@@ -159,7 +149,7 @@ async def test_whole_incident_commander_and_responder(county: County, chromium: 
     await artifacts.screenshot(phone, "chat")
 
     # 5. The responder submits with a photo from the camera; the commander sends it back (督查退回).
-    photo: FilePayload = {"name": "管涌封堵.png", "mimeType": "image/png", "buffer": _png()}
+    photo: FilePayload = {"name": "管涌封堵.png", "mimeType": "image/png", "buffer": png(16, 12, b"\x20\x60\xc0")}
     await open_phone_task(phone)
     await phone_submit(phone, "已用沙袋围井封堵。", photo)
     await expect(task_card(desk, "待督查")).to_be_visible()

@@ -139,6 +139,10 @@ async def _raw_member(muster: Muster, http: aiohttp.ClientSession) -> tuple[aioh
     await ws.send_str("40" + json.dumps({"token": s.access_token}))
     connected = await ws.receive_str(timeout=5)
     assert connected.startswith("40"), connected
+    # The user's own "online" presence comes next, from a task started after the connect: wait for it,
+    # so that what a test emits afterwards is the next frame.
+    presence = await ws.receive_str(timeout=5)
+    assert presence.startswith('42["presence"'), presence
     return ws, s.user["id"]
 
 

@@ -148,6 +148,8 @@ async def test_chinese_text_travels_as_utf8_not_escapes(muster: Muster) -> None:
         await ws.send_str('40' + json.dumps({"token": s.access_token}))
         connected = await ws.receive_str()
         assert connected.startswith("40{")
+        presence = await ws.receive_str()  # the user's own "online", sent by a task after the connect
+        assert presence.startswith('42["presence"'), presence
         await muster.kernel.gateway.emit("note", {"text": "东沟水库水位上涨"}, room=user_room(s.user_id))
         frame = await ws.receive_str()
         assert frame == '42["note",{"text":"东沟水库水位上涨"}]'
