@@ -45,6 +45,18 @@ def task_card(page: Page, region: str | None = None) -> Locator:
     return scope.locator(".task-card").filter(has_text=TASK)
 
 
+async def responder_in_room(county: County, chromium: Browser, artifacts: Artifacts, faces: list[BrowserContext],
+                            room_name: str) -> tuple[BrowserContext, Page]:
+    """The responder signed in on a phone, with the room named `room_name` open."""
+    phone_ctx = await new_face(chromium, artifacts, phone=True)
+    faces.append(phone_ctx)
+    phone = await phone_ctx.new_page()
+    await sign_in(phone, f"{county.url}/m", "responder")
+    await phone_tab(phone, "消息").click()
+    await phone.get_by_role("link", name=re.compile(re.escape(room_name))).click()
+    return phone_ctx, phone
+
+
 async def open_phone_task(phone: Page) -> None:
     await phone_tab(phone, "任务").click()
     await phone.get_by_role("link", name=re.compile(TASK)).click()
@@ -200,12 +212,7 @@ async def test_reconnects_and_shows_what_it_missed(county: County, chromium: Bro
                                                    faces: list[BrowserContext]) -> None:
     commander = await county.muster.login("commander", county.password)
     [incident] = [i for i in await county.muster.kernel.storage.list_incidents() if i.room_id]
-    phone_ctx = await new_face(chromium, artifacts, phone=True)
-    faces.append(phone_ctx)
-    phone = await phone_ctx.new_page()
-    await sign_in(phone, f"{county.url}/m", "responder")
-    await phone_tab(phone, "消息").click()
-    await phone.get_by_role("link", name=re.compile(re.escape(incident.title))).click()
+    phone_ctx, phone = await responder_in_room(county, chromium, artifacts, faces, incident.title)
     badge = phone.get_by_role("status", name="连接状态")
 
     accepted = county.muster.kernel.metrics.socket_connects.labels("accepted")
@@ -302,12 +309,7 @@ async def test_a_missed_live_event_is_fetched_on_a_gap_or_a_sync_hint(
     [incident] = [i for i in await storage.list_incidents() if i.room_id]
     room_id = incident.room_id
     assert room_id is not None
-    phone_ctx = await new_face(chromium, artifacts, phone=True)
-    faces.append(phone_ctx)
-    phone = await phone_ctx.new_page()
-    await sign_in(phone, f"{county.url}/m", "responder")
-    await phone_tab(phone, "消息").click()
-    await phone.get_by_role("link", name=re.compile(re.escape(incident.title))).click()
+    _, phone = await responder_in_room(county, chromium, artifacts, faces, incident.title)
     lines = phone.locator(".timeline .event.message")
 
     async def stored_silently(text: str) -> None:
