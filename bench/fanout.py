@@ -1,33 +1,44 @@
 """What delivering one message to many sockets costs Muster, next to two bare Socket.IO servers.
 
-Two cases, each with the same Node load generator (`bench/node/loadgen.js`, the official
+Three cases, each with the same Node load generator (`bench/node/loadgen.js`, the official
 `socket.io-client`, which offers permessage-deflate as browsers do unless `--no-deflate`):
 
-- big-room: one room of 1,000 members (one sender, 999 receivers);
-- many-rooms: 100 rooms of 20 (each room's first member sends; message i goes to room i % 100).
+- big-room: one node, one room of 1,000 members (one sender, 999 receivers);
+- two-nodes: the same room split across two server processes joined by Redis (members alternate
+  between the nodes, the sender on the first: 499 receivers on its node, 500 on the other);
+- many-rooms: one node, 100 rooms of 20 (each room's first member sends; message i goes to room i % 100).
 
 For each case it drives, one after the other in the same run:
 
 - Muster (`python -m server run`, embedded SQLite: every message authorised, validated, stored,
-  sequenced, acked, then fanned out by `server/gateway/fastpath.py`),
-- a bare python-socketio server on aiohttp (`bench/baselines/bare_python_socketio.py`: emit to a room, ack),
-- Node's socket.io server (`bench/baselines/node_socketio_server.js`, the same two events),
+  sequenced, acked, then fanned out by `server/gateway/fastpath.py`; on two nodes both share one
+  SQLite file, as tests/cluster does, and `MUSTER_REDIS_URL` makes them use Muster's own manager,
+  `server/gateway/manager.py`),
+- a bare python-socketio server on aiohttp (`bench/baselines/bare_python_socketio.py`: emit to a room, ack;
+  on two nodes with python-socketio's stock `AsyncRedisManager`),
+- Node's socket.io server (`bench/baselines/node_socketio_server.js`, the same two events; on two nodes
+  with socket.io's Redis adapter, `@socket.io/redis-adapter` on the `redis` package),
 
 in two phases on the same connections: "steady", a rate every server keeps up with (latency), then
 "overload", a higher rate (throughput). For each it prints delivered messages per second
 (deliveries = messages x receivers; senders' own copies are not counted), send->receive latency
 p50/p99, whether every message reached every receiver of its room exactly once, and the server's CPU
 time, then the ratios Muster/Node and Muster/bare-python, and a summary of Muster/Node in deliveries
-per server CPU-second per case. Where `taskset` exists the server runs on one core and the load
-generator on another. Loopback only; every process it starts stops by itself, also when the bench is
-killed. Exits 1 if any message was lost, duplicated or delivered outside its room.
+per server CPU-second per case. On two nodes the server CPU is the sum of both server processes';
+the bench starts its own redis-server (loopback, free port, no persistence) and prints its CPU time
+in a column of its own, counted as server CPU for neither side. Where `taskset` exists the server
+processes run on one core and the load generator (and redis-server) on another. Loopback only;
+every process it starts stops by itself, also when the bench is killed. Exits 1 if any message was
+lost, duplicated or delivered outside its room.
 
-    .venv/bin/python bench/fanout.py [--cases big-room,many-rooms] [--rooms R] [--members N] [--messages M]
-                                     [--rate R] [--max-rate R2] [--no-deflate] [--servers muster,bare-python,node]
-                                     [--py-spy DIR] [--quick] [--nodes 1]
+    .venv/bin/python bench/fanout.py [--cases big-room,two-nodes,many-rooms] [--rooms R] [--members N]
+                                     [--messages M] [--rate R] [--max-rate R2] [--nodes 1|2] [--no-deflate]
+                                     [--servers muster,bare-python,node] [--py-spy DIR] [--quick]
 
-`--nodes 2` (the same rooms split across two servers joined by Redis) is a hook, not built yet.
-Needs Node and npm: `npm ci` installs socket.io into bench/node/ when node_modules is missing.
+`--nodes` runs every chosen case on that many server processes (2: joined by Redis).
+Needs Node and npm: `npm ci` installs socket.io, its Redis adapter and the load generator's client into
+bench/node/ when node_modules lacks one of them or holds another version than package.json pins;
+two nodes need `redis-server` on PATH.
 """
 
 from __future__ import annotations
@@ -46,7 +57,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,14 +111,27 @@ def pinning() -> Pinning:
                    note=f"server pinned to CPU {cpus[0]}, load generator to CPU {cpus[1]} (taskset)")
 
 
+def node_modules_current() -> bool:
+    """Whether bench/node/node_modules holds every dependency of bench/node/package.json at its pinned version."""
+    pinned: dict[str, str] = json.loads((NODE_DIR / "package.json").read_text())["dependencies"]
+    for name, version in pinned.items():
+        try:
+            installed = json.loads((NODE_DIR / "node_modules" / name / "package.json").read_text())["version"]
+        except (OSError, ValueError, KeyError):
+            return False
+        if installed != version:
+            return False
+    return True
+
+
 def ensure_node_modules() -> str:
-    """The node binary; installs bench/node/node_modules from the lock file when missing."""
+    """The node binary; installs bench/node/node_modules from the lock file when a dependency is missing or
+    not at the version package.json pins."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         raise SystemExit("bench/fanout.py needs Node.js and npm (the load generator and the socket.io baseline "
                          "are Node programs): install them, e.g. `apt-get install nodejs npm`")
-    wanted = [NODE_DIR / "node_modules" / name / "package.json" for name in ("socket.io", "socket.io-client")]
-    if not all(p.exists() for p in wanted):
+    if not node_modules_current():
         print("installing bench/node dependencies (npm ci) ...", flush=True)
         subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_DIR, check=True)
     return node
@@ -150,6 +174,10 @@ async def seed_muster_users(data_dir: Path, count: int) -> None:
         await storage.close()
 
 
+def no_redis(_url: str, _prefix: str) -> tuple[list[str], dict[str, str]]:
+    return [], {}
+
+
 @dataclass
 class Target:
     """One server under test: how to start it and which load-generator adapter drives it."""
@@ -159,12 +187,16 @@ class Target:
     command: Callable[[int], list[str]]
     env: dict[str, str] = field(default_factory=dict)
     python: bool = False  # py-spy can sample it
+    # Extra arguments and environment that make a process one node of several joined by the Redis at
+    # this URL (with this key prefix, where the server takes one).
+    redis: Callable[[str, str], tuple[list[str], dict[str, str]]] = no_redis
 
 
 @dataclass
 class Case:
     """One shape of load: `rooms` rooms of `members` (a sender and members - 1 receivers each); message i
-    goes to room i % rooms; `messages` per phase at `rate` (steady) then `max_rate` (overload) in all."""
+    goes to room i % rooms; `messages` per phase at `rate` (steady) then `max_rate` (overload) in all.
+    On `nodes` server processes (2: joined by Redis), member j of each room on node j % nodes."""
 
     name: str
     rooms: int
@@ -172,18 +204,59 @@ class Case:
     messages: int
     rate: float
     max_rate: float
+    nodes: int = 1
 
     @property
     def title(self) -> str:
-        return f"{self.rooms} room{'s' if self.rooms > 1 else ''} x {self.members} members"
+        where = "one node" if self.nodes == 1 else f"{self.nodes} nodes joined by Redis"
+        return f"{self.rooms} room{'s' if self.rooms > 1 else ''} x {self.members} members on {where}"
 
 
 CASES = {
     # (a) one node, one big room: the county-wide alert.
     "big-room": Case("big-room", rooms=1, members=1000, messages=200, rate=20.0, max_rate=200.0),
-    # (b) many small rooms: teams at work. Muster's per-message storage shows here.
+    # (b) the same room split across two nodes: a cluster behind a load balancer.
+    "two-nodes": Case("two-nodes", rooms=1, members=1000, messages=200, rate=20.0, max_rate=200.0, nodes=2),
+    # (c) many small rooms: teams at work. Muster's per-message storage shows here.
     "many-rooms": Case("many-rooms", rooms=100, members=20, messages=1000, rate=100.0, max_rate=2000.0),
 }
+
+
+@dataclass
+class RedisServer:
+    """The bench's own redis-server for the two-node cases."""
+
+    proc: asyncio.subprocess.Process
+    url: str
+
+
+async def start_redis(folder: Path, pin: Pinning) -> RedisServer:
+    """A redis-server on a free loopback port, without persistence, working in `folder`, on the load
+    generator's core (the servers' core is theirs alone); it dies with the bench."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("the two-node case needs redis-server on PATH (e.g. `apt-get install redis-server`)")
+    port = free_port()
+    with (folder / "redis.log").open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *pin.loadgen, binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(folder), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent)
+    until = time.monotonic() + 10
+    while time.monotonic() < until:
+        if proc.returncode is not None:
+            break
+        with contextlib.suppress(OSError):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                writer.write(b"PING\r\n")
+                if (await asyncio.wait_for(reader.readline(), 1)).startswith(b"+PONG"):
+                    return RedisServer(proc=proc, url=f"redis://127.0.0.1:{port}/0")
+            finally:
+                writer.close()
+        await asyncio.sleep(0.05)
+    await stop(proc, 5)
+    raise RuntimeError(f"redis-server did not start: {(folder / 'redis.log').read_text(errors='replace')[-2000:]}")
 
 
 async def wait_ready(url: str, proc: asyncio.subprocess.Process, seconds: float = 60) -> None:
@@ -243,24 +316,46 @@ async def stop_py_spy(profiler: asyncio.subprocess.Process, output: Path) -> Non
 
 
 async def run_one(target: Target, case: Case, args: argparse.Namespace, node: str, pin: Pinning,
-                  logs: Path) -> dict[str, Any]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+                  logs: Path, redis: RedisServer | None = None) -> dict[str, Any]:
+    """One server kind through one case: start its `case.nodes` processes, run the load generator, stop them.
+
+    Server CPU of a phase is the sum over the server processes; Redis's (two nodes) is kept apart."""
+    if case.nodes > 1 and redis is None:
+        raise ValueError(f"{case.name} runs on {case.nodes} nodes and needs a Redis")
+    ports: list[int] = []
+    while len(ports) < case.nodes:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    extra_args: list[str] = []
     env = {**os.environ, **target.env}
-    log_file = logs / f"{case.name}-{target.name}.log"
-    with log_file.open("wb") as log:
-        server = await asyncio.create_subprocess_exec(
-            *pin.server, *target.command(port), cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+    if case.nodes > 1:
+        assert redis is not None
+        extra_args, redis_env = target.redis(redis.url, f"fanout-{case.name}-{target.name}")
+        env.update(redis_env)
+    suffixes = [""] if case.nodes == 1 else [f"-node{k + 1}" for k in range(case.nodes)]
+    log_files = [logs / f"{case.name}-{target.name}{suffix}.log" for suffix in suffixes]
+    servers: list[asyncio.subprocess.Process] = []
+    for port, log_file in zip(ports, log_files, strict=True):
+        with log_file.open("wb") as log:
+            servers.append(await asyncio.create_subprocess_exec(
+                *pin.server, *target.command(port), *extra_args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent))
     loadgen: asyncio.subprocess.Process | None = None
-    profiler: asyncio.subprocess.Process | None = None
+    profilers: list[tuple[asyncio.subprocess.Process, Path]] = []
     result: dict[str, Any] | None = None
+
+    def server_cpu() -> list[float]:
+        return [cpu_seconds(server.pid) for server in servers]
+
     try:
-        await wait_ready(url, server)
+        for url, server in zip(urls, servers, strict=True):
+            await wait_ready(url, server)
         phases = [{"name": "steady", "messages": case.messages, "rate": case.rate}]
         if case.max_rate > 0:
             phases.append({"name": "overload", "messages": case.messages, "rate": case.max_rate})
-        config = {"server": target.adapter, "url": url, "members": case.members, "rooms": case.rooms,
+        config = {"server": target.adapter, "urls": urls, "members": case.members, "rooms": case.rooms,
                   "phases": phases,
                   "warmup": args.warmup, "drainSeconds": args.drain_seconds, "deflate": args.deflate,
                   "deadline": args.timeout, "userPrefix": USER_PREFIX, "password": PASSWORD,
@@ -269,7 +364,8 @@ async def run_one(target: Target, case: Case, args: argparse.Namespace, node: st
             *pin.loadgen, node, str(NODE_DIR / "loadgen.js"), json.dumps(config), cwd=NODE_DIR,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, preexec_fn=die_with_parent)
         assert loadgen.stdout is not None
-        marks: dict[tuple[str, str], tuple[float, float]] = {}  # (phase, start|done) -> (server CPU s, wall s)
+        # (phase, start|done) -> (CPU s of each server process, Redis CPU s, wall s)
+        marks: dict[tuple[str, str], tuple[list[float], float, float]] = {}
         while result is None:
             line = await asyncio.wait_for(loadgen.stdout.readline(), args.timeout)
             if not line:
@@ -277,40 +373,56 @@ async def run_one(target: Target, case: Case, args: argparse.Namespace, node: st
             message = json.loads(line)
             kind = message.get("phase")
             if kind in ("start", "done"):
-                marks[(message["name"], kind)] = (cpu_seconds(server.pid), time.monotonic())
+                redis_cpu = cpu_seconds(redis.proc.pid) if redis is not None and case.nodes > 1 else float("nan")
+                marks[(message["name"], kind)] = (server_cpu(), redis_cpu, time.monotonic())
                 if target.python and args.py_spy:
-                    if kind == "start" and profiler is None:
-                        profiler = await start_py_spy(server.pid, args.py_spy / f"{case.name}-{target.name}.collapsed",
-                                                      pin)
-                    elif kind == "done" and message["name"] == phases[-1]["name"] and profiler is not None:
-                        await stop_py_spy(profiler, args.py_spy / f"{case.name}-{target.name}.collapsed")
-                        profiler = None
+                    if kind == "start" and not profilers:
+                        for server, suffix in zip(servers, suffixes, strict=True):
+                            output = args.py_spy / f"{case.name}-{target.name}{suffix}.collapsed"
+                            profilers.append((await start_py_spy(server.pid, output, pin), output))
+                    elif kind == "done" and message["name"] == phases[-1]["name"]:
+                        for profiler, output in profilers:
+                            await stop_py_spy(profiler, output)
+                        profilers = []
             elif kind == "error":
                 raise RuntimeError(f"load generator: {message.get('error')}")
             elif kind == "result":
                 result = message
         await loadgen.wait()
         for name, phase in result["phases"].items():
-            (cpu0, wall0), (cpu1, wall1) = marks[(name, "start")], marks[(name, "done")]
-            phase["server_cpu_s"] = cpu1 - cpu0
-            phase["server_cpu_share"] = (cpu1 - cpu0) / max(wall1 - wall0, 1e-9)
-            phase["deliveries_per_server_cpu_s"] = phase["delivered"] / (cpu1 - cpu0) if cpu1 > cpu0 else None
+            (cpus0, redis0, wall0), (cpus1, redis1, wall1) = marks[(name, "start")], marks[(name, "done")]
+            wall = max(wall1 - wall0, 1e-9)
+            per_node = [b - a for a, b in zip(cpus0, cpus1, strict=True)]
+            cpu = sum(per_node)
+            phase["server_cpu_s"] = cpu
+            phase["server_cpu_share"] = cpu / wall
+            phase["node_cpu_shares"] = [c / wall for c in per_node]
+            phase["deliveries_per_server_cpu_s"] = phase["delivered"] / cpu if cpu > 0 else None
+            if case.nodes > 1:
+                phase["redis_cpu_s"] = redis1 - redis0
+                phase["redis_cpu_share"] = (redis1 - redis0) / wall
         result["name"] = target.name
         return result
     except BaseException:
-        tail = log_file.read_text(errors="replace")[-3000:].strip()
-        if tail:
-            print(f"--- {target.name} server output (last lines) ---\n{tail}\n---", file=sys.stderr)
+        for suffix, log_file in zip(suffixes, log_files, strict=True):
+            tail = log_file.read_text(errors="replace")[-3000:].strip()
+            if tail:
+                print(f"--- {target.name}{suffix} server output (last lines) ---\n{tail}\n---", file=sys.stderr)
         raise
     finally:
-        if profiler is not None:
+        for profiler, _ in profilers:
             await stop(profiler, 5)
         if loadgen is not None:
             await stop(loadgen, 5)
         stopping = time.monotonic()
-        await stop(server, 30)
+        await asyncio.gather(*(stop(server, 30) for server in servers))
         if result is not None:
             result["server_stop_s"] = time.monotonic() - stopping
+            # Whatever the servers wrote beyond Muster's start line is worth a look: Muster logs errors only
+            # here, the baselines nothing.
+            lines = [line for f in log_files for line in f.read_text(errors="replace").splitlines()
+                     if line.strip() and not line.startswith("Muster listening on ")]
+            result["log_lines"], result["log_first"] = len(lines), lines[0] if lines else None
 
 
 def fmt(value: Any, spec: str) -> str:
@@ -324,8 +436,10 @@ def print_table(title: str, results: dict[str, dict[str, Any]], phase: str) -> N
     first = rows[0][1]
     print(f"{title}: {first['messages']} messages at {first['rate']:g}/s, "
           f"{first['offered_per_s']:,.0f} deliveries/s offered")
+    redis = any("redis_cpu_share" in p for _, p in rows)  # two nodes: Redis's CPU, apart from the servers'
     head = (f"{'server':12} {'deliveries/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'ack p50/p99 ms':>15} "
-            f"{'exactly once':>12} {'server CPU':>10} {'deliv/CPU-s':>11} {'loadgen CPU':>11}  bound by")
+            f"{'exactly once':>12} {'server CPU':>10} {'deliv/CPU-s':>11} {'loadgen CPU':>11}"
+            + (f" {'redis CPU':>9}" if redis else "") + "  bound by")
     print(head)
     print("-" * len(head))
     for name, p in rows:
@@ -333,7 +447,11 @@ def print_table(title: str, results: dict[str, dict[str, Any]], phase: str) -> N
         acks = f"{fmt(p['ack_p50_ms'], '.1f')}/{fmt(p['ack_p99_ms'], '.1f')}"
         print(f"{name:12} {p['deliveries_per_s']:12,.0f} {fmt(p['p50_ms'], '8.1f')} {fmt(p['p99_ms'], '8.1f')} "
               f"{acks:>15} {once:>12} {p['server_cpu_share']:10.0%} {fmt(p['deliveries_per_server_cpu_s'], '11,.0f')} "
-              f"{p['loadgen_cpu']:11.0%}  {bound(p)}")
+              f"{p['loadgen_cpu']:11.0%}" + (f" {fmt(p.get('redis_cpu_share'), '9.0%')}" if redis else "")
+              + f"  {bound(p)}")
+    if redis:
+        print("(two nodes: server CPU and deliv/CPU-s count both server processes; Redis's CPU is counted for "
+              "neither side)")
     print()
 
 
@@ -343,6 +461,8 @@ def bound(p: dict[str, Any]) -> str:
         return "nothing: kept up"
     if p["loadgen_cpu"] >= 0.9:
         return "load generator CPU"
+    if p["loadgen_cpu"] + p.get("redis_cpu_share", 0.0) >= 0.9:
+        return "load generator + Redis core"
     if p["server_cpu_share"] >= 0.8:
         return "server CPU"
     return "neither CPU full: unclear"
@@ -392,29 +512,29 @@ async def main() -> None:
                         help="clients offer permessage-deflate, as browsers and socket.io-client's defaults do "
                              "(default on; Muster and Node's socket.io decline it, stock python-socketio accepts "
                              "and compresses every frame for every recipient)")
-    parser.add_argument("--nodes", type=int, default=1, choices=(1, 2),
-                        help="2: the same room split across two server processes joined by Redis (not built yet)")
+    parser.add_argument("--nodes", type=int, choices=(1, 2),
+                        help="override every case's server processes per server (2: each room split across two "
+                             "processes joined by a Redis the bench starts)")
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
                         help="sample the Python servers with py-spy during the measured phases; collapsed stacks "
                              "(flamegraph input) to DIR/<case>-<server>.collapsed")
     parser.add_argument("--timeout", type=float, default=240.0, help="hard limit per server and case, seconds")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1 room of 50 and 10 rooms of 5, 50 messages (nothing is overloaded)")
+                        help="smoke run: 1 room of 50 (one node and two) and 10 rooms of 5, 50 messages "
+                             "(nothing is overloaded)")
     args = parser.parse_args()
-    if args.nodes == 2:
-        raise SystemExit("--nodes 2 (two servers joined by Redis, against socket.io's Redis adapter) is a hook "
-                         "for the cluster work and is not built yet")
     chosen_cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     if set(chosen_cases) - set(CASES):
         raise SystemExit(f"unknown cases {sorted(set(chosen_cases) - set(CASES))}; choose from {tuple(CASES)}")
     cases = [CASES[c] for c in chosen_cases]
     if args.quick:
         args.warmup = 5
-        cases = [Case(c.name, rooms=min(c.rooms, 10), members=50 if c.rooms == 1 else 5, messages=50,
-                      rate=20.0, max_rate=100.0) for c in cases]
-    cases = [Case(c.name, rooms=args.rooms or c.rooms, members=args.members or c.members,
-                  messages=args.messages or c.messages, rate=args.rate or c.rate,
-                  max_rate=c.max_rate if args.max_rate is None else args.max_rate) for c in cases]
+        cases = [replace(c, rooms=min(c.rooms, 10), members=50 if c.rooms == 1 else 5, messages=50,
+                         rate=20.0, max_rate=100.0) for c in cases]
+    cases = [replace(c, rooms=args.rooms or c.rooms, members=args.members or c.members,
+                     messages=args.messages or c.messages, rate=args.rate or c.rate,
+                     max_rate=c.max_rate if args.max_rate is None else args.max_rate, nodes=args.nodes or c.nodes)
+             for c in cases]
     if any(c.members < 2 for c in cases):
         raise SystemExit("--members must be at least 2 (a sender and a receiver)")
     chosen = [s.strip() for s in args.servers.split(",") if s.strip()]
@@ -427,29 +547,39 @@ async def main() -> None:
         py_spy_binary()
         args.py_spy.mkdir(parents=True, exist_ok=True)
     pin = pinning()
-    data = Path(tempfile.mkdtemp(prefix="muster-fanout-"))  # Muster's data folder and the servers' logs
+    data = Path(tempfile.mkdtemp(prefix="muster-fanout-"))  # Muster's data folder, the servers' logs, Redis's folder
+    redis: RedisServer | None = None
     try:
         targets = {
             "muster": Target(
                 name="muster", adapter="muster",
                 command=lambda port: [sys.executable, "-m", "server", "run", "--port", str(port)],
+                # Two nodes share the data folder, so one SQLite file, as a cluster shares its database.
                 env={"MUSTER_SERVER_DATA_DIR": str(data), "MUSTER_LOG_LEVEL": "error",
                      # One sender per room sends every message: lift the per-device flood limit.
                      "MUSTER_GATEWAY_EVENTS_PER_SECOND": "1000000", "MUSTER_GATEWAY_EVENT_BURST": "1000000"},
-                python=True),
+                python=True,
+                redis=lambda url, prefix: ([], {"MUSTER_REDIS_URL": url, "MUSTER_REDIS_PREFIX": prefix})),
             "bare-python": Target(
                 name="bare-python", adapter="bare",
                 command=lambda port: [sys.executable, str(BENCH / "baselines" / "bare_python_socketio.py"),
                                       "--port", str(port), "--max-seconds", str(args.timeout + 60)],
-                python=True),
+                python=True, redis=lambda url, _prefix: (["--redis", url], {})),
             "node": Target(
                 name="node", adapter="bare",
                 command=lambda port: [node, str(BENCH / "baselines" / "node_socketio_server.js"),
-                                      "--port", str(port), "--max-seconds", str(args.timeout + 60)]),
+                                      "--port", str(port), "--max-seconds", str(args.timeout + 60)],
+                redis=lambda url, _prefix: (["--redis", url], {})),
         }
-        print(f"fan-out, one node; clients {'offer' if args.deflate else 'do not offer'} permessage-deflate; "
+        print(f"fan-out; clients {'offer' if args.deflate else 'do not offer'} permessage-deflate; "
               f"{args.warmup} warm-up messages per run", flush=True)
         print(pin.note, flush=True)
+        if any(c.nodes > 1 for c in cases):
+            redis = await start_redis(Path(tempfile.mkdtemp(prefix="redis-", dir=data)), pin)
+            where = ("both server processes of a node pair on the server's CPU, redis-server on the load generator's"
+                     if pin.server else "not pinned either")
+            print(f"redis-server at {redis.url} (no persistence) joins the two-node runs ({where}); its CPU is "
+                  "counted as server CPU for neither side", flush=True)
         if "muster" in chosen:
             users = max(c.rooms * c.members for c in cases)
             started = time.monotonic()
@@ -463,7 +593,7 @@ async def main() -> None:
             results = all_results[case.name] = {}
             for name in chosen:
                 started = time.monotonic()
-                r = results[name] = await run_one(targets[name], case, args, node, pin, data)
+                r = results[name] = await run_one(targets[name], case, args, node, pin, data, redis)
                 setup = r["setup_s"]
                 notes = [f"{name}: {time.monotonic() - started:.0f}s; set-up: sign-in {setup['sign_in']:.1f}s, "
                          f"connect {setup['connect']:.1f}s, room join {setup['join']:.1f}s",
@@ -471,6 +601,9 @@ async def main() -> None:
                          f"permessage-deflate {'on' if r['deflate'] else 'off'}"]
                 for phase_name, p in r["phases"].items():
                     notes.append(f"{phase_name}: sender at most {p['send_lag_max_ms']:.0f} ms behind schedule")
+                    if len(p["node_cpu_shares"]) > 1:
+                        notes.append(f"{phase_name}: CPU per node " + " / ".join(
+                            f"{share:.0%}" for share in p["node_cpu_shares"]))
                     if p["ack_errors"]:
                         notes.append(f"{phase_name}: {p['ack_errors']} error acks, e.g. {p['first_ack_errors'][:1]}")
                 notes.append(f"server stopped {r['server_stop_s']:.1f}s after SIGTERM")
@@ -478,12 +611,16 @@ async def main() -> None:
                     notes.append(f"{r['out_of_order']} deliveries with a sequence number not above the previous one")
                 if r["strays"]:
                     notes.append(f"{r['strays']} deliveries to a socket outside the message's room")
+                if r["log_lines"]:
+                    notes.append(f"server log: {r['log_lines']} lines, the first: {r['log_first'][:300]}")
                 print("   " + "; ".join(notes), flush=True)
             print()
             print_table(f"{case.name}, steady", results, "steady")
             print_table(f"{case.name}, overload", results, "overload")
             print_ratios(results)
-        print("\nSummary: Muster / Node's socket.io, deliveries per server CPU-second (target >= 0.5)")
+        print("\nSummary: Muster / Node's socket.io, deliveries per server CPU-second (target >= 0.5"
+              + ("; two nodes: both server processes' CPU, Redis's not counted" if any(c.nodes > 1 for c in cases)
+                 else "") + ")")
         for case_name, results in all_results.items():
             print("  " + case_name + ": " + ", ".join(
                 f"{phase} {cpu_ratio(results, 'node', phase)} (bare python-socketio / Node "
@@ -495,6 +632,8 @@ async def main() -> None:
         if broken:
             raise SystemExit(f"NOT delivered exactly once: {', '.join(broken)}")
     finally:
+        if redis is not None:
+            await stop(redis.proc, 10)
         shutil.rmtree(data, ignore_errors=True)
 
 

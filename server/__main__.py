@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import getpass
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +19,7 @@ from server.auth.tokens import TokenService
 from server.counters import MemoryCounters
 from server.demo import seed_demo
 from server.errors import AppError
+from server.gcpolicy import GcPolicy
 from server.logging import configure_logging, get_logger
 from server.org.service import OrgService
 from server.settings import Settings, SettingsError, load_settings
@@ -179,6 +180,13 @@ async def _users(args: argparse.Namespace, storage: Storage, org: OrgService) ->
         print(f"roles of {args.username}: {', '.join(args.roles)}")
 
 
+async def _gc_policy(app: web.Application) -> AsyncIterator[None]:
+    policy = GcPolicy()
+    policy.start()
+    yield
+    await policy.stop()
+
+
 def _run(settings: Settings, *, demo: bool) -> int:
     if demo and settings.production:
         raise SettingsError("demo data is refused in production mode")
@@ -203,6 +211,8 @@ def _run(settings: Settings, *, demo: bool) -> int:
                 print(flush=True)
 
         app.on_startup.append(seed)
+    if settings.server.gc_freeze:
+        app.cleanup_ctx.append(_gc_policy)
     print(f"Muster listening on http://{settings.server.host}:{settings.server.port}", flush=True)
     web.run_app(app, host=settings.server.host, port=settings.server.port, print=None,
                 shutdown_timeout=settings.server.shutdown_timeout, access_log=None)

@@ -28,6 +28,7 @@ class ServerSettings:
     max_body_bytes: int
     shutdown_timeout: float
     data_dir: str
+    gc_freeze: bool
 
 
 @dataclass(frozen=True, slots=True)

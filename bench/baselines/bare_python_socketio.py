@@ -7,7 +7,12 @@
 
 No authentication, no storage, no sequence numbers.
 
-    .venv/bin/python bench/baselines/bare_python_socketio.py --port 8090 [--max-seconds 600]
+With `--redis URL` it is one node of several: python-socketio's stock `AsyncRedisManager` carries every
+emit through Redis to the nodes (this one too), as python-socketio documents for running more than one
+server.
+
+    .venv/bin/python bench/baselines/bare_python_socketio.py --port 8090 [--redis redis://127.0.0.1:6379/0]
+                                                              [--max-seconds 600]
 
 Stops by itself when the process that started it goes away, or after `--max-seconds`.
 """
@@ -24,10 +29,11 @@ import socketio
 from aiohttp import web
 
 
-def make_app() -> web.Application:
+def make_app(redis_url: str | None = None) -> web.Application:
     # The options of Muster's Gateway (server/gateway/server.py), so only what is behind it differs.
+    manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
     sio = socketio.AsyncServer(async_mode="aiohttp", logger=False, engineio_logger=False,
-                               max_http_buffer_size=1_000_000)
+                               max_http_buffer_size=1_000_000, client_manager=manager)
     app = web.Application()
     sio.attach(app, socketio_path="socket.io")
 
@@ -72,9 +78,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--redis", metavar="URL", help="join the other nodes on this Redis (stock AsyncRedisManager)")
     parser.add_argument("--max-seconds", type=float, default=600.0)
     args = parser.parse_args()
-    app = make_app()
+    app = make_app(args.redis)
     app.cleanup_ctx.append(stop_when_orphaned(args.max_seconds))
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=2)
 

@@ -6,9 +6,14 @@
 //
 // socket.io's defaults are kept (no permessage-deflate, as shipped).
 //
-//   node bench/baselines/node_socketio_server.js --port 8091 [--host 127.0.0.1] [--max-seconds 600]
+// With --redis URL it is one node of several: socket.io's Redis adapter (@socket.io/redis-adapter, with a
+// publishing and a subscribing client of the `redis` package) carries every room emit to the other nodes,
+// as socket.io documents for running more than one server. It listens once both clients are connected.
 //
-// socket.io is installed in bench/node/ (npm ci there). Stops by itself when the process that
+//   node bench/baselines/node_socketio_server.js --port 8091 [--host 127.0.0.1] [--redis redis://127.0.0.1:6379/0]
+//                                                [--max-seconds 600]
+//
+// socket.io, the adapter and redis are installed in bench/node/ (npm ci there). Stops by itself when the process that
 // started it goes away, or after --max-seconds.
 
 const http = require("node:http");
@@ -26,6 +31,7 @@ function option(name, fallback) {
 const host = option("host", "127.0.0.1");
 const port = Number(option("port", "0"));
 const maxSeconds = Number(option("max-seconds", "600"));
+const redisUrl = option("redis", "");
 
 const server = http.createServer((req, res) => {
   if (req.url === "/readyz") {
@@ -49,7 +55,25 @@ io.on("connection", (socket) => {
   });
 });
 
-server.listen(port, host);
+async function start() {
+  if (redisUrl) {
+    const { createClient } = requireFromBench("redis");
+    const { createAdapter } = requireFromBench("@socket.io/redis-adapter");
+    const pubClient = createClient({ url: redisUrl });
+    const subClient = pubClient.duplicate();
+    for (const client of [pubClient, subClient]) {
+      client.on("error", (err) => process.stderr.write(`redis: ${err.message}\n`));
+    }
+    await Promise.all([pubClient.connect(), subClient.connect()]);
+    io.adapter(createAdapter(pubClient, subClient));
+  }
+  server.listen(port, host);
+}
+
+start().catch((err) => {
+  process.stderr.write(`${err.stack || err}\n`);
+  process.exit(1);
+});
 
 const parent = process.ppid;
 const started = Date.now();

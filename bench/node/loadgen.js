@@ -8,6 +8,10 @@
 // message reached every receiver exactly once. Only connecting, signing in and joining the room
 // differ per server (the adapters below); sending and receiving are timed the same way for all.
 //
+// With several server URLs (several nodes of one cluster) member j of every room connects to
+// urls[j % urls.length]: each room is split evenly across the nodes, its sender (member 0) on the first.
+// Every delivery is counted wherever it arrives, so exactly-once holds across the nodes too.
+//
 //   node loadgen.js '<json config>'      (bench/fanout.py builds the config)
 //
 // Writes JSON lines to stdout: {"phase":"ready"}; per phase {"phase":"start","name"} just before its
@@ -23,6 +27,8 @@ const N = cfg.members; // per room
 const ROOMS = cfg.rooms || 1;
 const R = N - 1; // receivers per room: every member but the sender
 const TOTAL = N * ROOMS; // connections; room k is sockets k*N .. k*N+N-1, its sender k*N
+const URLS = cfg.urls || [cfg.url]; // one per node
+const urlOf = (c) => URLS[(c % N) % URLS.length]; // socket c is member c % N of its room
 
 function log(...parts) {
   process.stderr.write(`[loadgen ${cfg.server}] ${parts.join(" ")}\n`);
@@ -61,9 +67,9 @@ async function waitFor(check, seconds, what) {
   }
 }
 
-function connect(extra) {
+function connect(url, extra) {
   return new Promise((resolve, reject) => {
-    const socket = io(cfg.url, {
+    const socket = io(url, {
       transports: ["websocket"],
       reconnection: false,
       forceNew: true, // one connection per client: never multiplex clients over one websocket
@@ -92,7 +98,7 @@ function musterAdapter() {
       const creds = new Array(TOTAL);
       await pool(TOTAL, 8, async (i) => {
         const username = `${cfg.userPrefix}${String(i).padStart(4, "0")}`;
-        const resp = await fetch(`${cfg.url}/api/auth/login`, {
+        const resp = await fetch(`${urlOf(i)}/api/auth/login`, { // signed in where its socket will be
           method: "POST",
           headers: { "content-type": "application/json" },
           body: JSON.stringify({ username, password: cfg.password, device_name: `fanout-${i}`, device_kind: "console" }),
@@ -218,7 +224,7 @@ async function main() {
   const tSignedIn = performance.now();
   const sockets = new Array(TOTAL);
   await pool(TOTAL, cfg.connectConcurrency || 50, async (i) => {
-    sockets[i] = await connect(adapter.connectOptions(i, creds));
+    sockets[i] = await connect(urlOf(i), adapter.connectOptions(i, creds));
   });
   const tConnected = performance.now();
   await adapter.join(sockets, creds);
@@ -350,6 +356,7 @@ async function main() {
   out({
     phase: "result",
     server: cfg.server,
+    nodes: URLS.length,
     members: N,
     rooms: ROOMS,
     receivers: R,

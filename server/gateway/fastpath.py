@@ -17,6 +17,9 @@ Rules that keep it correct:
   Frames are written whole, so two never interleave.
 - **Anything not handled falls back** to python-socketio's own path: long-polling clients, sockets
   still upgrading, emits with an ack callback, packets with binary attachments.
+- **Packets for one socket** (the ack of every event a client sends, emits to one sid) take the
+  same direct write under the same rules (`send_direct`), instead of the socket's queue and the
+  writer task it wakes.
 - **Backpressure.** A recipient whose transport holds more than `send_buffer_limit` unsent bytes is
   dropped (its connection aborted, so its disconnect handlers run) instead of being buffered
   without bound or stalling the others; its client reconnects and catches up by sequence number,
@@ -112,9 +115,34 @@ class FastWebSocket(EngineIoWebSocket):  # type: ignore[misc]
 
 
 def install_fastpath(sio: socketio.AsyncServer, *, send_buffer_limit: int = DEFAULT_SEND_BUFFER_LIMIT) -> None:
-    """Make `sio`'s websockets `FastWebSocket`s (this server only: engine.io's driver table is shared)."""
+    """Make `sio`'s websockets `FastWebSocket`s (this server only: engine.io's driver table is shared),
+    and send its packets for one socket (acks, emits to one sid) by `send_direct`."""
     websocket_class = type("FastWebSocket", (FastWebSocket,), {"send_buffer_limit": send_buffer_limit})
     sio.eio._async = {**sio.eio._async, "websocket": websocket_class}
+    fallback = sio._send_packet
+
+    async def send_packet(eio_sid: str, pkt: sio_packet.Packet) -> None:
+        if not send_direct(sio, eio_sid, pkt):
+            await fallback(eio_sid, pkt)
+
+    sio._send_packet = send_packet
+
+
+def send_direct(server: socketio.AsyncServer, eio_sid: str, pkt: sio_packet.Packet) -> bool:
+    """Write one Socket.IO packet for one socket straight to its websocket, under the same rules as a
+    broadcast (open, upgraded, nothing earlier still queued, no binary attachments). False: not
+    written, the caller sends it through python-engineio's queue."""
+    s = server.eio.sockets.get(eio_sid)
+    if s is None or s.closed or s.closing:
+        return False
+    ws = s.__dict__.get(_WS_ATTR)
+    if ws is None or not s.upgraded or s.upgrading or s.queue._unfinished_tasks != 0:
+        return False
+    encoded = pkt.encode()
+    if isinstance(encoded, list):
+        return False
+    ws.write_frame(ws_frame(eio_packet.Packet(eio_packet.MESSAGE, encoded).encode()))
+    return True  # also when the socket was just dropped: like a queued packet to a closing socket
 
 
 def encode_event(server: socketio.AsyncServer, event: str, data: Any, namespace: str = "/") -> str | bytes | None:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from server.auth.service import AuthService, Principal
 from server.bus import Bus
 from server.errors import AppError, BadRequest, Unauthorized, error_body
-from server.gateway.fastpath import FastManager, install_fastpath
+from server.gateway.fastpath import FastManager, deliver_local, install_fastpath
 from server.gateway.manager import MusterRedisManager
 from server.logging import get_logger
 from server.metrics import Metrics
@@ -39,6 +39,8 @@ EventHandler = Callable[["SocketContext", Any], Awaitable[Any]]
 ConnectionHook = Callable[["SocketContext"], Awaitable[None]]
 DISCONNECT_TOPIC = "sockets.disconnect"
 ROOMS_TOPIC = "sockets.rooms"
+#: Sockets closed at once during a graceful shutdown.
+CLOSE_BATCH = 500
 
 
 class Utf8Json:
@@ -244,19 +246,27 @@ class Gateway:
             await self.sio.disconnect(sid, ignore_queue=True)
 
     async def close_all(self) -> None:
-        """Graceful shutdown: tell every local socket, then close it."""
-        for sid in list(self._contexts):
-            try:
-                await self.sio.emit("server.shutdown", {}, to=sid)
-                await self.sio.disconnect(sid, ignore_queue=True)
-            except Exception:  # a socket that is already gone
-                log.debug("socket already closed", sid=sid)
+        """Graceful shutdown: tell every local socket (one broadcast, encoded once), then close them,
+        many at a time (one by one, 10,000 sockets and their disconnect hooks took minutes)."""
+        sids = list(self._contexts)
+        try:
+            await deliver_local(self.sio, "server.shutdown", {}, namespace="/", room=sids)
+        except Exception:  # telling is a courtesy: closing is what matters
+            log.warning("could not tell every socket about the shutdown", exc_info=True)
+        for start in range(0, len(sids), CLOSE_BATCH):
+            await asyncio.gather(*(self._close_socket(sid) for sid in sids[start:start + CLOSE_BATCH]))
         # Close the Engine.IO transports too: a client that does not hang up by itself would
         # otherwise keep its websocket handler (and the shutdown) waiting.
         if self.sio.eio.sockets:
             await self.sio.eio.disconnect()
         await self.sio.shutdown()
         await self._stop_manager()
+
+    async def _close_socket(self, sid: str) -> None:
+        try:
+            await self.sio.disconnect(sid, ignore_queue=True)
+        except Exception:  # a socket that is already gone
+            log.debug("socket already closed", sid=sid)
 
     async def start(self) -> None:
         """Start the Socket.IO client manager now, not at the first connection, so a node

@@ -2,7 +2,8 @@
 
 Every member gets each broadcast once and in order (also when broadcasts and packets that go
 through python-engineio's queue alternate), skip_sid is honoured, a client that stops reading is
-dropped without holding up the others, long-polling clients and acks take the normal path, and a
+dropped without holding up the others, packets for one socket (acks, emits to a sid) keep their
+order, long-polling clients and acks with a callback take the normal path, and a
 client's permessage-deflate offer is declined.
 """
 
@@ -128,6 +129,25 @@ async def test_acks_still_work_both_ways(muster: Muster) -> None:
     client.on("question", lambda data: {"answer": data["q"] * 2})
     assert await sio.call("question", {"q": 21}, to=client.get_sid("/"), timeout=5) == {"answer": 42}
     assert (await client.call("whoami", timeout=5))["data"]["sid"] == client.get_sid("/")
+
+
+async def test_packets_for_one_socket_keep_their_order_with_queued_ones(muster: Muster) -> None:
+    # Emits to one sid take the direct write (send_direct) unless that socket's Engine.IO queue still
+    # holds something; alternate with packets put in that queue and check nothing overtakes.
+    sio = muster.kernel.gateway.sio
+    (client,) = await _members(muster, 1)
+    got = _record([client])[0]
+    sid = client.get_sid("/")
+    for i in range(300):
+        if i % 4 == 0:
+            await socketio.AsyncManager.emit(sio.manager, "n", i, "/", room=sid)  # through the queue
+        else:
+            await sio.emit("n", i, to=sid)
+    await _until(lambda: len(got) == 300)
+    assert got == list(range(300))
+    # Acks of many events sent at once each answer their own event.
+    answers = await asyncio.gather(*(client.call("whoami", timeout=5) for _ in range(50)))
+    assert [a["data"]["sid"] for a in answers] == [sid] * 50
 
 
 async def _raw_member(muster: Muster, http: aiohttp.ClientSession) -> tuple[aiohttp.ClientWebSocketResponse, str]:

@@ -102,14 +102,20 @@ async def test_revoking_one_device_closes_only_its_sockets(muster: Muster) -> No
 
 
 async def test_graceful_shutdown_tells_and_closes_every_socket(muster: Muster) -> None:
-    s = await muster.session()
-    client = await muster.socket(s.access_token)
-    told: list[Any] = []
-    client.on("server.shutdown", lambda data: told.append(data))
+    clients = []
+    for _ in range(12):
+        s = await muster.session()
+        clients.append(await muster.socket(s.access_token))
+    clients.append(await muster.socket(s.access_token))  # the last user's second connection
+    told: list[list[Any]] = [[] for _ in clients]
+    for client, box in zip(clients, told, strict=True):
+        client.on("server.shutdown", box.append)
     await muster.server.close()  # runs on_shutdown, then cleanup
-    await asyncio.wait_for(client.wait(), timeout=5)
-    assert told == [{}]
-    assert not client.connected
+    for client in clients:
+        await asyncio.wait_for(client.wait(), timeout=5)
+    assert told == [[{}]] * len(clients)  # each socket told once
+    assert not any(client.connected for client in clients)
+    assert muster.kernel.gateway.local_connections == 0
 
 
 @pytest.mark.parametrize("transport", ["polling", "websocket"])

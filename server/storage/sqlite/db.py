@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from server.storage.ports import StorageConflict
 from server.storage.sqlite.migrations import MIGRATIONS
+
+T = TypeVar("T")
 
 
 class SqliteBase:
@@ -27,6 +29,9 @@ class SqliteBase:
         # a reader never observes half of a transaction the writer has open (and reads do not
         # queue behind writes on the writer's thread).
         self._reader: aiosqlite.Connection | None = None
+        # Reads of one row by its key are answered on the event loop's own thread, through a third
+        # connection (see `fetch_by_key`).
+        self._inline: sqlite3.Connection | None = None
         # aiosqlite runs every statement on one thread, but an open transaction
         # would swallow another coroutine's writes: writers take turns.
         self._write_lock = asyncio.Lock()
@@ -53,8 +58,16 @@ class SqliteBase:
         await reader.execute("PRAGMA query_only=ON")
         await reader.execute("PRAGMA busy_timeout=5000")
         self._reader = reader
+        inline = sqlite3.connect(str(self.path), isolation_level=None)
+        inline.row_factory = sqlite3.Row
+        inline.execute("PRAGMA query_only=ON")
+        inline.execute("PRAGMA busy_timeout=0")  # never wait on the loop's thread: busy goes to the reader
+        self._inline = inline
 
     async def close(self) -> None:
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
@@ -104,6 +117,24 @@ class SqliteBase:
             else:
                 await self.db.execute("COMMIT")
 
+    async def in_writer(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work(connection)` on the writer's thread in one trip, holding the write turn.
+
+        For a hot write made of several statements: each `await db.execute(...)` is a trip to the
+        thread and back (a queue hand-off and a wake-up of the event loop), so a transaction of
+        eight statements costs eight; `work` runs them all in one. It opens and ends its own
+        transaction (the connection is in autocommit mode) and must not touch the event loop.
+        Relies on aiosqlite's `_execute` (queue a function for its thread), stable across the
+        versions pyproject allows.
+        """
+        async with self._write_lock:
+            return await self._on_writer_thread(work)
+
+    async def _on_writer_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`in_writer` for a caller that already holds the write turn."""
+        conn = self.db
+        return await conn._execute(work, conn._conn)  # type: ignore[no-any-return,no-untyped-call]
+
     async def write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one writing statement; returns the number of rows changed."""
         async with self._write_lock:
@@ -120,6 +151,26 @@ class SqliteBase:
     async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         rows = list(await self.reader.execute_fetchall(sql, params))
         return rows[0] if rows else None
+
+    async def fetch_by_key(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        """`fetch_one` for a lookup of one row through a unique index, answered at once.
+
+        A trip to the reader's thread (queue hand-off, thread wake-up, the event loop woken by its
+        self-pipe) costs tens of microseconds; a read of one row by key from SQLite's page cache costs
+        a few. The room checks made for every message sent are such reads, so they run on the
+        event loop's thread, on a connection of their own (WAL: committed data only, never blocked by
+        the writer). With `busy_timeout=0` a read that would have to wait (the database briefly
+        locked, e.g. while a new WAL is set up) is handed to the reader's thread instead. Only for
+        queries bounded by a key: anything that scans belongs on the reader.
+        """
+        if self._inline is not None:
+            try:
+                rows = self._inline.execute(sql, params).fetchall()
+            except sqlite3.OperationalError:
+                pass
+            else:
+                return rows[0] if rows else None
+        return await self.fetch_one(sql, params)
 
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> Iterable[sqlite3.Row]:
         return await self.reader.execute_fetchall(sql, params)

@@ -29,7 +29,7 @@ class SqliteDevices(SqliteBase):
         )
 
     async def get_device(self, device_id: str) -> Device | None:
-        row = await self.fetch_one("SELECT * FROM devices WHERE id = ?", (device_id,))
+        row = await self.fetch_by_key("SELECT * FROM devices WHERE id = ?", (device_id,))
         return _device(row) if row else None
 
     async def find_external_device(self, user_id: str, external_session: str) -> Device | None:

@@ -97,7 +97,7 @@ class SqliteRooms(SqliteBase):
                 )
 
     async def get_room(self, room_id: str) -> Room | None:
-        row = await self.fetch_one("SELECT * FROM rooms WHERE id = ?", (room_id,))
+        row = await self.fetch_by_key("SELECT * FROM rooms WHERE id = ?", (room_id,))
         return _room(row) if row else None
 
     async def find_direct_room(self, direct_key: str) -> Room | None:
@@ -136,7 +136,7 @@ class SqliteRooms(SqliteBase):
         return [(_room(row), _membership(row, "m_")) for row in rows]
 
     async def get_member(self, room_id: str, user_id: str) -> Membership | None:
-        row = await self.fetch_one("SELECT * FROM memberships WHERE room_id = ? AND user_id = ?", (room_id, user_id))
+        row = await self.fetch_by_key("SELECT * FROM memberships WHERE room_id = ? AND user_id = ?", (room_id, user_id))
         return _membership(row) if row else None
 
     async def list_members(self, room_id: str) -> list[Membership]:

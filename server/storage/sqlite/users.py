@@ -30,7 +30,7 @@ class SqliteUsers(SqliteBase):
         )
 
     async def get_user(self, user_id: str) -> User | None:
-        row = await self.fetch_one("SELECT * FROM users WHERE id = ?", (user_id,))
+        row = await self.fetch_by_key("SELECT * FROM users WHERE id = ?", (user_id,))
         return _user(row) if row else None
 
     async def get_user_by_username(self, username: str) -> User | None:

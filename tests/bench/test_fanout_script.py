@@ -1,0 +1,69 @@
+"""Smoke test of bench/fanout.py: a tiny run of the two-node case (1 room of 50 split across two server
+processes joined by a redis-server the bench starts) and of the many-rooms case (10 rooms of 5), for
+Muster, the bare python-socketio server and Node's socket.io, with the real Node load generator over
+real sockets.
+
+It checks that the script exits 0 and prints the two-node tables with a row per server, each with
+every message delivered exactly once (counted by the load generator). No timing is asserted: figures
+are the benchmark's business. Needs Node 18+, npm and redis-server on PATH (so does CI): without them
+the test fails, it does not skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVERS = ("muster", "bare-python", "node")
+
+
+def table_rows(text: str, title: str) -> dict[str, list[str]]:
+    """The rows of one printed table (the lines after the one starting with `title`, up to a blank
+    line), split into columns, by server name."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    rows: dict[str, list[str]] = {}
+    for line in lines[start + 3:]:  # title, column heads, rule
+        if not line.strip() or line.startswith("("):
+            break
+        columns = line.split()
+        rows[columns[0]] = columns
+    return rows
+
+
+async def test_fanout_bench_runs_two_nodes_and_many_rooms_and_delivers_every_message_once() -> None:
+    missing = [tool for tool in ("node", "npm", "redis-server") if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"bench/fanout.py drives the servers with a Node load generator, runs Node's socket.io and "
+                    f"starts a redis-server for the two-node case: it needs Node.js 18+, npm and redis-server on "
+                    f"PATH (e.g. `apt-get install nodejs npm redis-server`); missing: {', '.join(missing)}",
+                    pytrace=False)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "bench" / "fanout.py"), "--quick", "--cases", "two-nodes,many-rooms",
+        "--servers", ",".join(SERVERS), cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        output, _ = await asyncio.wait_for(proc.communicate(), 85)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError("bench/fanout.py --quick did not finish within 85 s") from None
+    text = output.decode(errors="replace")
+    assert proc.returncode == 0, text
+
+    assert "== two-nodes: 1 room x 50 members on 2 nodes joined by Redis" in text, text
+    assert "== many-rooms: 10 rooms x 5 members on one node" in text, text
+    for table in ("two-nodes, steady:", "two-nodes, overload:", "many-rooms, steady:", "many-rooms, overload:"):
+        rows = table_rows(text, table)
+        assert set(rows) == set(SERVERS), (table, text)
+        for name, columns in rows.items():
+            # server, deliveries/s, p50, p99, ack p50/p99, exactly once, ...
+            assert columns[5] == "yes", (table, name, text)
+    assert "redis CPU" in text and "Redis's CPU is counted for neither side" in text, text
+    assert "NOT delivered exactly once" not in text, text
+    summary = text[text.index("Summary: Muster / Node's socket.io"):]
+    assert "two-nodes: steady" in summary and "many-rooms: steady" in summary, text
