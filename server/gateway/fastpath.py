@@ -163,7 +163,7 @@ async def deliver_encoded(server: socketio.AsyncServer, message: str | bytes, *,
     (a list of rooms: each socket once; None: every socket of the namespace), except `skip_sid`.
     Returns how many sockets it was sent to."""
     manager = server.manager
-    if namespace not in manager.rooms:
+    if namespace not in manager.rooms or (isinstance(room, list) and not room):
         return 0
     skip = _skip_set(skip_sid)
     frame = ws_frame(message)

@@ -26,6 +26,7 @@ from server.auth.service import AuthService, Principal
 from server.bus import Bus
 from server.errors import AppError, BadRequest, Unauthorized, error_body
 from server.gateway.fastpath import FastManager, deliver_local, install_fastpath
+from server.gateway.heartbeat import Heartbeat
 from server.gateway.manager import MusterRedisManager
 from server.logging import get_logger
 from server.metrics import Metrics
@@ -123,6 +124,8 @@ class Gateway:
             max_http_buffer_size=1_000_000,
         )
         install_fastpath(self.sio)  # websockets: no permessage-deflate, direct writes (fastpath.py)
+        self.heartbeat = Heartbeat(self.sio)  # one timer for every socket's PING and timeout (heartbeat.py)
+        self.heartbeat.install()
         self._contexts: dict[str, SocketContext] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._rate = (settings.gateway.events_per_second, settings.gateway.event_burst)
@@ -255,6 +258,7 @@ class Gateway:
             log.warning("could not tell every socket about the shutdown", exc_info=True)
         for start in range(0, len(sids), CLOSE_BATCH):
             await asyncio.gather(*(self._close_socket(sid) for sid in sids[start:start + CLOSE_BATCH]))
+        await self.heartbeat.stop()
         # Close the Engine.IO transports too: a client that does not hang up by itself would
         # otherwise keep its websocket handler (and the shutdown) waiting.
         if self.sio.eio.sockets:
@@ -274,6 +278,7 @@ class Gateway:
         if not self.sio.manager_initialized:
             self.sio.manager_initialized = True
             self.sio.manager.initialize()
+        self.heartbeat.start()
 
     async def _stop_manager(self) -> None:
         # python-socketio's shutdown() leaves its Redis listener running and subscribed.

@@ -46,9 +46,9 @@ async def test_a_full_collection_freezes_its_survivors(policy: GcPolicy) -> None
 
 async def test_a_cycle_among_frozen_objects_waits_for_the_deep_collection(policy: GcPolicy) -> None:
     head, alive = cycle()
-    policy.collect()  # survives, and is frozen
+    gc.collect()  # survives, and is frozen
     del head  # now garbage, but a cycle: reference counting cannot free it
-    policy.collect()
+    gc.collect()
     assert alive() is not None  # frozen objects are not walked by a full collection
     freed = policy.deep_collect()
     assert alive() is None
@@ -60,16 +60,25 @@ async def test_a_cycle_among_frozen_objects_waits_for_the_deep_collection(policy
 async def test_garbage_that_is_not_a_cycle_is_freed_at_once_even_frozen(policy: GcPolicy) -> None:
     lone = Node()
     alive = weakref.ref(lone)
-    policy.collect()
+    gc.collect()
     del lone
     assert alive() is None
+
+
+async def test_the_periodic_collection_is_skipped_when_nothing_was_promoted(policy: GcPolicy) -> None:
+    gc.collect()
+    assert gc.get_count()[2] == 0  # no generation-1 collection since that full one
+    assert policy.collect() == 0
 
 
 async def test_a_deep_collection_is_due_on_memory_growth_or_on_the_timer(policy: GcPolicy) -> None:
     assert resident_bytes() > 0  # Linux: /proc/self/statm
     assert not policy.due()
     policy.baseline = resident_bytes() // 2  # as if memory had doubled since the last deep one
+    policy.deep_min_bytes = 0
     assert policy.due()
+    policy.deep_min_bytes = resident_bytes()  # ... but by less than the floor
+    assert not policy.due()
     policy.baseline = resident_bytes() * 10
     policy.last_deep_at -= policy.deep_interval
     assert policy.due()

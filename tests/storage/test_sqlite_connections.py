@@ -54,3 +54,62 @@ async def test_key_reads_see_every_append_as_soon_as_it_is_answered(tmp_path: Pa
         assert final is not None and final.last_seq == 50
     finally:
         await storage.close()
+
+
+async def test_an_append_while_another_process_holds_the_write_lock_waits_off_the_loop(tmp_path: Path) -> None:
+    storage = SqliteStorage(tmp_path / "muster.db")
+    await storage.open()
+    other: sqlite3.Connection | None = None
+    try:
+        room = await new_room(storage, "u1")
+        # Another process (here: another connection) is in the middle of a write transaction.
+        other = sqlite3.connect(str(tmp_path / "muster.db"), isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("UPDATE rooms SET topic = 'elsewhere' WHERE id = ?", (room.id,))
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticking = asyncio.create_task(ticker())
+        sending = asyncio.create_task(storage.append_event(make_event(room, client_id="c1")))
+        await asyncio.sleep(0.3)
+        assert not sending.done()  # waiting for the lock...
+        assert ticks >= 10  # ...on the writer's thread: the event loop went on
+        other.execute("COMMIT")
+        stored, created = await asyncio.wait_for(sending, 10)
+        ticking.cancel()
+        assert created and stored.seq == 1
+        current = await storage.get_room(room.id)
+        assert current is not None and current.topic == "elsewhere" and current.last_seq == 1
+    finally:
+        if other is not None:
+            other.close()
+        await storage.close()
+
+
+async def test_what_the_loop_wrote_is_checkpointed_within_seconds(tmp_path: Path) -> None:
+    storage = SqliteStorage(tmp_path / "muster.db")
+    await storage.open()
+    try:
+        room = await new_room(storage, "u1")
+        for i in range(300):  # one commit each: more than the 250 that call for a checkpoint
+            await storage.append_event(make_event(room, client_id=f"c{i}"))
+        assert storage._wal_dirty
+        for _ in range(50):
+            if not storage._wal_dirty:
+                break
+            await asyncio.sleep(0.1)
+        assert not storage._wal_dirty
+        # The database file itself (read without the WAL: immutable) now holds the events.
+        probe = sqlite3.connect(f"file:{tmp_path / 'muster.db'}?immutable=1", uri=True)
+        try:
+            (count,) = probe.execute("SELECT COUNT(*) FROM room_events WHERE room_id = ?", (room.id,)).fetchone()
+        finally:
+            probe.close()
+        assert count == 300
+    finally:
+        await storage.close()

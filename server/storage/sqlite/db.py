@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -29,9 +30,12 @@ class SqliteBase:
         # a reader never observes half of a transaction the writer has open (and reads do not
         # queue behind writes on the writer's thread).
         self._reader: aiosqlite.Connection | None = None
-        # Reads of one row by its key are answered on the event loop's own thread, through a third
-        # connection (see `fetch_by_key`).
+        # A third connection used on the event loop's own thread: reads of one row by key
+        # (`fetch_by_key`) and the hot writes (`_write_on_loop`).
         self._inline: sqlite3.Connection | None = None
+        self._wal_dirty = False  # the inline connection committed since the last checkpoint
+        self._inline_commits = 0  # ... this many times
+        self._checkpointer: asyncio.Task[None] | None = None
         # aiosqlite runs every statement on one thread, but an open transaction
         # would swallow another coroutine's writes: writers take turns.
         self._write_lock = asyncio.Lock()
@@ -60,11 +64,19 @@ class SqliteBase:
         self._reader = reader
         inline = sqlite3.connect(str(self.path), isolation_level=None)
         inline.row_factory = sqlite3.Row
-        inline.execute("PRAGMA query_only=ON")
-        inline.execute("PRAGMA busy_timeout=0")  # never wait on the loop's thread: busy goes to the reader
+        inline.execute("PRAGMA synchronous=NORMAL")
+        inline.execute("PRAGMA foreign_keys=ON")
+        inline.execute("PRAGMA busy_timeout=0")  # never wait on the loop's thread: busy goes to the threads
+        inline.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints (and their fsyncs) run on the writer's thread
         self._inline = inline
+        self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_loop())
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
         if self._inline is not None:
             self._inline.close()
             self._inline = None
@@ -117,23 +129,63 @@ class SqliteBase:
             else:
                 await self.db.execute("COMMIT")
 
-    async def in_writer(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work(connection)` on the writer's thread in one trip, holding the write turn.
-
-        For a hot write made of several statements: each `await db.execute(...)` is a trip to the
-        thread and back (a queue hand-off and a wake-up of the event loop), so a transaction of
-        eight statements costs eight; `work` runs them all in one. It opens and ends its own
-        transaction (the connection is in autocommit mode) and must not touch the event loop.
-        Relies on aiosqlite's `_execute` (queue a function for its thread), stable across the
-        versions pyproject allows.
-        """
-        async with self._write_lock:
-            return await self._on_writer_thread(work)
-
     async def _on_writer_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """`in_writer` for a caller that already holds the write turn."""
+        """Run `work(connection)` on the writer's thread in one trip; the caller holds the write turn.
+
+        For a write made of several statements: each `await db.execute(...)` is a trip to the
+        thread and back (a queue hand-off and a wake-up of the event loop), `work` runs them all in
+        one. It opens and ends its own transaction (the connection is in autocommit mode) and must
+        not touch the event loop. Relies on aiosqlite's `_execute` (queue a function for its
+        thread), stable across the versions pyproject allows.
+        """
         conn = self.db
         return await conn._execute(work, conn._conn)  # type: ignore[no-any-return,no-untyped-call]
+
+    def _write_on_loop(self, work: Callable[[sqlite3.Connection], T]) -> T | None:
+        """Run the write `work(connection)` at once on the event loop's thread; None when it could
+        not (the file is locked by another process: the caller then uses `_on_writer_thread`,
+        which waits for the lock). The caller holds the write turn, so this process has no other
+        transaction open.
+
+        For the hot path (room messages): a write of a few rows commits in tens of microseconds
+        (WAL, synchronous=NORMAL: no fsync at commit), less than a trip to the writer's thread
+        and back costs, and the connection's page cache stays warm for the key reads that share
+        it. What could take long stays off the loop: this connection never waits for a lock
+        (busy_timeout=0) and never checkpoints (wal_autocheckpoint=0); `_checkpoint_loop` does,
+        on the writer's thread. `work` must end its own transaction, also on failure.
+        """
+        conn = self._inline
+        if conn is None:
+            return None
+        try:
+            result = work(conn)
+        except sqlite3.OperationalError:  # locked (busy), or anything the writer's thread will report again
+            return None
+        self._wal_dirty = True
+        self._inline_commits += 1
+        return result
+
+    async def _checkpoint_loop(self, interval: float = 1.0, commits: int = 250, longest: float = 10.0) -> None:
+        """Copy what the inline connection committed from the WAL into the database file: after
+        `commits` commits (about SQLite's own 1,000 WAL pages) or `longest` seconds after the first
+        one, checked every `interval` seconds. PASSIVE: it never waits for readers or blocks the
+        inline writer; the WAL is reused from its start once everything in it is copied. Less often
+        is cheaper: a page rewritten by many commits (the room's row) is copied once."""
+        since = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            if not self._wal_dirty:
+                since = 0.0
+                continue
+            since += interval
+            if self._inline_commits < commits and since < longest:
+                continue
+            self._wal_dirty, self._inline_commits, since = False, 0, 0.0
+            try:
+                async with self._write_lock:
+                    await self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception:  # the next round tries again
+                self._wal_dirty = True
 
     async def write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one writing statement; returns the number of rows changed."""
@@ -158,10 +210,11 @@ class SqliteBase:
         A trip to the reader's thread (queue hand-off, thread wake-up, the event loop woken by its
         self-pipe) costs tens of microseconds; a read of one row by key from SQLite's page cache costs
         a few. The room checks made for every message sent are such reads, so they run on the
-        event loop's thread, on a connection of their own (WAL: committed data only, never blocked by
-        the writer). With `busy_timeout=0` a read that would have to wait (the database briefly
-        locked, e.g. while a new WAL is set up) is handed to the reader's thread instead. Only for
-        queries bounded by a key: anything that scans belongs on the reader.
+        event loop's thread, on the connection that also writes the messages (its cache stays warm;
+        it never has a transaction open between two steps of the loop, so it sees committed data
+        only). With `busy_timeout=0` a read that would have to wait (the database briefly locked,
+        e.g. while a new WAL is set up) is handed to the reader's thread instead. Only for queries
+        bounded by a key: anything that scans belongs on the reader.
         """
         if self._inline is not None:
             try:

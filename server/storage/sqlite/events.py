@@ -2,9 +2,10 @@
 
 Sequence numbers: `append_event` bumps `rooms.last_seq` and inserts the event in one
 transaction, so a room's events are numbered 1, 2, 3... without gaps (a failed insert
-rolls the bump back). Appends that wait for the writer together go in one transaction, made in
-one trip to the writer's thread, each in a savepoint of its own (group commit): one that fails
-is undone alone, and none is answered before the transaction is committed. An unknown room
+rolls the bump back). Appends that wait for the writer together go in one transaction, each in
+a savepoint of its own (group commit): one that fails is undone alone, and none is answered
+before the transaction is committed. The transaction runs at once on the event loop's thread
+(`_write_on_loop`), or on the writer's thread when another process holds the file's lock. An unknown room
 raises LookupError. Resends are found by a lookup inside that transaction; `sender_id IS ?`
 treats events without a sender as one sender (as MongoDB's index does), which the unique index
 alone would not: it sees NULLs as distinct.
@@ -119,7 +120,7 @@ def _append_one(db: sqlite3.Connection, event: RoomEvent, tokens: list[str] | No
         raise StorageConflict(str(exc)) from None
     pk = cursor.lastrowid
     if tokens and event.kind in MESSAGE_KINDS and pk is not None:
-        db.execute("DELETE FROM message_search WHERE rowid = ?", (pk,))
+        # A new row's pk has no index entry yet (events are never deleted, so no pk is reused).
         db.execute("INSERT INTO message_search (rowid, tokens) VALUES (?, ?)", (pk, " ".join(dict.fromkeys(tokens))))
     return replace(event, seq=seq), True
 
@@ -170,8 +171,10 @@ class SqliteEvents(SqliteBase):
             async with self._write_lock:
                 # Everything queued until the writer is ours goes into this one transaction.
                 batch, self._appends = self._appends or [], None
-                outcomes = await self._on_writer_thread(
-                    partial(_append_batch, [(event, tokens) for event, tokens, _ in batch]))
+                work = partial(_append_batch, [(event, tokens) for event, tokens, _ in batch])
+                outcomes = self._write_on_loop(work)
+                if outcomes is None:  # the file is locked by another process: wait for it off the loop
+                    outcomes = await self._on_writer_thread(work)
         except BaseException as exc:
             if not batch:  # stopped before it took its batch
                 batch, self._appends = self._appends or [], None
