@@ -8,7 +8,6 @@ node that dies go offline by themselves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from server.ids import now_ms
 from server.logging import get_logger
 from server.permissions import Permissions
 from server.storage.ports import Storage
+from server.tasks import cancel_and_wait
 
 log = get_logger("muster.presence")
 
@@ -228,11 +228,8 @@ class PresenceService:
         self._task = asyncio.create_task(self._keep_alive(), name="muster-presence")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._store.close()
 
     async def _keep_alive(self) -> None:

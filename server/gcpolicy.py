@@ -42,6 +42,7 @@ import time
 from typing import Any
 
 from server.logging import get_logger
+from server.tasks import cancel_and_wait
 
 log = get_logger("muster.gc")
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -73,11 +74,8 @@ class GcPolicy:
         self._task = asyncio.get_running_loop().create_task(self._watch())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         with contextlib.suppress(ValueError):
             gc.callbacks.remove(self._after_collection)
         gc.unfreeze()

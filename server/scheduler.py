@@ -16,6 +16,7 @@ from server.ids import new_id, now_ms
 from server.logging import get_logger
 from server.storage.ports import JobStore
 from server.storage.records import Job
+from server.tasks import cancel_and_wait
 
 # A handler runs a job and returns when to run it again (ms epoch), or None when done.
 JobHandler = Callable[[Job], Awaitable[int | None]]
@@ -55,11 +56,8 @@ class Scheduler:
         self._task = asyncio.create_task(self._loop(), name="muster-scheduler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def run_due(self) -> int:
         """Claim and run what is due now; returns how many jobs ran."""

@@ -29,7 +29,6 @@ given to `Heartbeat.install` change; any other Engine.IO server in the process k
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from typing import Any
@@ -39,6 +38,7 @@ from engineio import async_socket
 from engineio import packet as eio_packet
 
 from server.logging import get_logger
+from server.tasks import cancel_and_wait
 
 log = get_logger("muster.gateway.heartbeat")
 
@@ -76,11 +76,8 @@ class Heartbeat:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def schedule(self, s: Any) -> None:
         """python-engineio's `schedule_ping`: the next PING is due one interval from now."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -14,6 +13,7 @@ import aiosqlite
 
 from server.storage.ports import StorageConflict
 from server.storage.sqlite.migrations import MIGRATIONS
+from server.tasks import cancel_and_wait
 
 T = TypeVar("T")
 
@@ -72,11 +72,8 @@ class SqliteBase:
         self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_loop())
 
     async def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpointer
-            self._checkpointer = None
+        await cancel_and_wait(self._checkpointer)
+        self._checkpointer = None
         if self._inline is not None:
             self._inline.close()
             self._inline = None
