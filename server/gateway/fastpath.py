@@ -205,7 +205,59 @@ async def deliver_local(server: socketio.AsyncServer, event: str, data: Any = No
     return await deliver_encoded(server, message, namespace=namespace, room=room, skip_sid=skip_sid)
 
 
-class FastManager(socketio.AsyncManager):  # type: ignore[misc]
+class SidRoomIndex:
+    """A client manager mixin that knows each socket's rooms.
+
+    python-socketio finds the rooms of a socket by testing every room of the namespace (every
+    socket's own room, every user's and device's room...), once per disconnect and per
+    `get_rooms`: closing 10,000 sockets walked 10,000 x 30,000 rooms. This keeps `(namespace,
+    sid) -> rooms` up to date in `basic_enter_room`/`basic_leave_room` and answers from it.
+    """
+
+    rooms: dict[str, dict[Any, Any]]
+    callbacks: dict[str, Any]
+    pending_connect: dict[str, list[str]]
+    pending_disconnect: dict[str, list[str]]
+
+    def _sid_rooms(self) -> dict[tuple[str, str], set[Any]]:
+        index: dict[tuple[str, str], set[Any]] | None = self.__dict__.get("_muster_sid_rooms")
+        if index is None:
+            index = self.__dict__["_muster_sid_rooms"] = {}
+        return index
+
+    def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)  # type: ignore[misc]
+        self._sid_rooms().setdefault((namespace, sid), set()).add(room)
+
+    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
+        super().basic_leave_room(sid, namespace, room)  # type: ignore[misc]
+        index = self._sid_rooms()
+        rooms = index.get((namespace, sid))
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del index[(namespace, sid)]
+
+    def get_rooms(self, sid: str, namespace: str) -> list[Any]:
+        return [room for room in self._sid_rooms().get((namespace, sid), ()) if room is not None]
+
+    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        # python-socketio's own, but leaving only the rooms the socket is in.
+        if namespace not in self.rooms:
+            return
+        for room in list(self._sid_rooms().get((namespace, sid), ())):
+            self.basic_leave_room(sid, namespace, room)
+        self._sid_rooms().pop((namespace, sid), None)
+        if sid in self.callbacks:
+            del self.callbacks[sid]
+        for pending in (self.pending_connect, self.pending_disconnect):
+            if namespace in pending and sid in pending[namespace]:
+                pending[namespace].remove(sid)
+                if not pending[namespace]:
+                    del pending[namespace]
+
+
+class FastManager(SidRoomIndex, socketio.AsyncManager):  # type: ignore[misc]
     """python-socketio's in-process manager with `deliver_local` for emits without an ack callback."""
 
     async def emit(self, event: str, data: Any, namespace: str, room: Any = None, skip_sid: Any = None,

@@ -55,7 +55,7 @@ import msgpack  # type: ignore[import-untyped]
 import socketio
 from redis.asyncio import Redis
 
-from server.gateway.fastpath import deliver_local
+from server.gateway.fastpath import SidRoomIndex, deliver_local
 from server.logging import get_logger
 from server.metrics import Metrics
 
@@ -66,7 +66,7 @@ _SID_SEP = "~"
 _packer_header = msgpack.Packer().pack_array_header
 
 
-class MusterRedisManager(socketio.AsyncManager):  # type: ignore[misc]
+class MusterRedisManager(SidRoomIndex, socketio.AsyncManager):  # type: ignore[misc]
     """A python-socketio client manager that routes emits by room over Redis pub/sub.
 
     `batch`: coalesce emits into one pipelined round trip (False publishes each emit on its own,

@@ -128,6 +128,7 @@ class Gateway:
         self.heartbeat.install()
         self._contexts: dict[str, SocketContext] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        self._device_sockets: dict[str, int] = {}  # this node's sockets per device
         self._rate = (settings.gateway.events_per_second, settings.gateway.event_burst)
         self._on_connected: list[ConnectionHook] = []
         self._after_accept: list[ConnectionHook] = []
@@ -170,6 +171,7 @@ class Gateway:
             raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict()) from None
         ctx = SocketContext(sid=sid, principal=principal, expires_at=claims_exp)
         self._contexts[sid] = ctx
+        self._device_sockets[ctx.device_id] = self._device_sockets.get(ctx.device_id, 0) + 1
         await self.sio.enter_room(sid, user_room(principal.user_id))
         await self.sio.enter_room(sid, device_room(principal.device_id))
         for hook in self._on_connected:
@@ -187,7 +189,11 @@ class Gateway:
         if ctx is not None:
             self._metrics.sockets.dec()
             log.info("socket disconnected", sid=sid, reason=str(reason))
-            if not any(c.device_id == ctx.device_id for c in self._contexts.values()):
+            left = self._device_sockets.get(ctx.device_id, 1) - 1
+            if left > 0:
+                self._device_sockets[ctx.device_id] = left
+            else:  # the device's last socket on this node
+                self._device_sockets.pop(ctx.device_id, None)
                 self._buckets.pop(ctx.device_id, None)
             for hook in self._on_disconnected:
                 try:

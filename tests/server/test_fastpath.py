@@ -150,6 +150,26 @@ async def test_packets_for_one_socket_keep_their_order_with_queued_ones(muster: 
     assert [a["data"]["sid"] for a in answers] == [sid] * 50
 
 
+async def test_a_socket_s_rooms_are_known_without_a_walk_and_all_left_at_disconnect(muster: Muster) -> None:
+    sio = muster.kernel.gateway.sio
+    manager = sio.manager
+    a, b = await _members(muster, 2)
+    sid = a.get_sid("/")
+    await sio.enter_room(sid, "extra")
+    expected = {sid, ROOM, "extra"} | {r for r in manager.get_rooms(sid, "/") if r.startswith(("user:", "device:"))}
+    assert set(sio.rooms(sid)) == expected
+    assert len([r for r in expected if r.startswith(("user:", "device:"))]) == 2
+    await sio.leave_room(sid, "extra")
+    assert "extra" not in sio.rooms(sid)
+    await a.disconnect()
+    await _until(lambda: not manager.is_connected(sid, "/"))
+    await _until(lambda: ("/", sid) not in manager._sid_rooms())
+    # No room of the namespace still lists it; the other member's rooms are intact.
+    assert not any(sid in members for members in manager.rooms["/"].values())
+    other = b.get_sid("/")
+    assert ROOM in sio.rooms(other) and other in manager.rooms["/"][ROOM]
+
+
 async def _raw_member(muster: Muster, http: aiohttp.ClientSession) -> tuple[aiohttp.ClientWebSocketResponse, str]:
     """A websocket client speaking Engine.IO/Socket.IO by hand, offering permessage-deflate."""
     s = await muster.session()
