@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,12 @@ async def running_muster(settings: Settings, **kw: Any) -> AsyncIterator[Muster]
         await muster.close_sockets()
         await http.close()
         await server.close()
+
+
+async def until(check: Callable[[], object], within: float = 10) -> None:
+    """Wait until `check()` is true, polling every 10 ms; fail after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)

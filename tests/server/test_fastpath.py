@@ -18,17 +18,10 @@ import socketio
 
 from server.gateway.fastpath import FastManager, deliver_local, install_fastpath
 from server.gateway.server import user_room
-from tests.factories import Muster
+from tests.factories import Muster, until
 
 ROOM = "fastpath-test-room"
 
-
-async def _until(check: Any, within: float = 10) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 async def _members(muster: Muster, count: int, *, transports: list[str] | None = None) -> list[socketio.AsyncClient]:
@@ -66,7 +59,7 @@ async def test_a_broadcast_reaches_every_member_once_and_in_order(muster: Muster
     expected = [{"i": i, "pad": "好" * sizes[i % len(sizes)]} for i in range(40)]
     for item in expected:
         await sio.emit("n", item, room=ROOM)
-    await _until(lambda: all(len(box) >= len(expected) for box in got))
+    await until(lambda: all(len(box) >= len(expected) for box in got))
     await asyncio.sleep(0.1)  # a duplicate would arrive right behind
     for box in got:
         assert [(item["i"], len(item["pad"])) for item in box] == [(i, len(x["pad"])) for i, x in enumerate(expected)]
@@ -79,7 +72,7 @@ async def test_long_polling_members_still_get_broadcasts(muster: Muster) -> None
     got = _record(clients)
     for i in range(30):
         await sio.emit("n", {"i": i, "text": "好"}, room=ROOM)
-    await _until(lambda: all(len(box) >= 30 for box in got))
+    await until(lambda: all(len(box) >= 30 for box in got))
     await asyncio.sleep(0.1)
     assert got == [[{"i": i, "text": "好"} for i in range(30)]] * 4
 
@@ -93,7 +86,7 @@ async def test_order_holds_when_fast_and_queued_packets_alternate(muster: Muster
             await socketio.AsyncManager.emit(sio.manager, "n", i, "/", room=ROOM)
         else:
             await sio.emit("n", i, room=ROOM)
-    await _until(lambda: all(len(box) == 300 for box in got))
+    await until(lambda: all(len(box) == 300 for box in got))
     for box in got:
         assert box == list(range(300))
 
@@ -107,7 +100,7 @@ async def test_skip_sid_and_room_lists(muster: Muster) -> None:
     # Two rooms a socket is in both of: it gets one copy.
     await sio.enter_room(c.get_sid("/"), "other")
     await sio.emit("n", "once", room=[ROOM, "other"], skip_sid=[a.get_sid("/"), b.get_sid("/")])
-    await _until(lambda: len(got[2]) == 3)
+    await until(lambda: len(got[2]) == 3)
     await asyncio.sleep(0.1)
     assert got == [[], ["all but a"], ["all but a", "all but a and b", "once"]]
 
@@ -119,7 +112,7 @@ async def test_deliver_local_counts_the_sockets_it_reached(muster: Muster) -> No
     sent = await deliver_local(sio, "n", {"x": 1}, namespace="/", room=ROOM, skip_sid=b.get_sid("/"))
     assert sent == 1
     assert await deliver_local(sio, "n", 1, namespace="/", room="nobody-here") == 0
-    await _until(lambda: got[0] == [{"x": 1}])
+    await until(lambda: got[0] == [{"x": 1}])
     assert got[1] == []
 
 
@@ -143,7 +136,7 @@ async def test_packets_for_one_socket_keep_their_order_with_queued_ones(muster: 
             await socketio.AsyncManager.emit(sio.manager, "n", i, "/", room=sid)  # through the queue
         else:
             await sio.emit("n", i, to=sid)
-    await _until(lambda: len(got) == 300)
+    await until(lambda: len(got) == 300)
     assert got == list(range(300))
     # Acks of many events sent at once each answer their own event.
     answers = await asyncio.gather(*(client.call("whoami", timeout=5) for _ in range(50)))
@@ -162,8 +155,8 @@ async def test_a_socket_s_rooms_are_known_without_a_walk_and_all_left_at_disconn
     await sio.leave_room(sid, "extra")
     assert "extra" not in sio.rooms(sid)
     await a.disconnect()
-    await _until(lambda: not manager.is_connected(sid, "/"))
-    await _until(lambda: ("/", sid) not in manager._sid_rooms())
+    await until(lambda: not manager.is_connected(sid, "/"))
+    await until(lambda: ("/", sid) not in manager._sid_rooms())
     # No room of the namespace still lists it; the other member's rooms are intact.
     assert not any(sid in members for members in manager.rooms["/"].values())
     other = b.get_sid("/")
@@ -202,16 +195,16 @@ async def test_a_recipient_that_stops_reading_is_dropped_without_stalling_the_ot
     got = _record(readers)
     async with aiohttp.ClientSession() as http:
         stalled, stalled_user = await _raw_member(muster, http)  # never reads again
-        await _until(lambda: len(gateway.contexts_of_user(stalled_user)) == 1)
+        await until(lambda: len(gateway.contexts_of_user(stalled_user)) == 1)
         payload = "x" * 200_000
         for i in range(60):  # 12 MB: more than loopback's socket buffers hold
             rooms = [ROOM, user_room(stalled_user)]
             await asyncio.wait_for(gateway.sio.emit("n", {"i": i, "pad": payload}, room=rooms), 5)
-        await _until(lambda: all(len(box) == 60 for box in got), within=30)
+        await until(lambda: all(len(box) == 60 for box in got), within=30)
         for box in got:
             assert [item["i"] for item in box] == list(range(60))
         # The server gave up on it: its connection was closed and its disconnect hooks ran.
-        await _until(lambda: not gateway.contexts_of_user(stalled_user))
+        await until(lambda: not gateway.contexts_of_user(stalled_user))
         await stalled.close()
 
 
@@ -223,6 +216,6 @@ async def test_a_closed_recipient_is_skipped(muster: Muster) -> None:
     await b.eio.ws.close()  # the client goes away without a Socket.IO goodbye
     for i in range(20):
         await sio.emit("n", i, room=ROOM)
-    await _until(lambda: all(len(box) == 20 for box in (got[0], got[1])))
-    await _until(lambda: gone not in muster.kernel.gateway._contexts)
+    await until(lambda: all(len(box) == 20 for box in (got[0], got[1])))
+    await until(lambda: gone not in muster.kernel.gateway._contexts)
     assert got == [list(range(20)), list(range(20))]

@@ -12,7 +12,7 @@ from pydantic import Field
 from server.errors import Conflict
 from server.gateway.server import SocketContext, device_room, user_room
 from server.schemas import Payload
-from tests.factories import Muster
+from tests.factories import Muster, until
 
 
 class Echo(Payload):
@@ -37,17 +37,10 @@ async def test_connection_is_bound_to_user_and_device(muster: Muster) -> None:
     sio = muster.kernel.gateway.sio
     await sio.emit("note", {"to": "user"}, room=user_room(user["id"]))
     await sio.emit("note", {"to": "phone"}, room=device_room(phone.device_id))
-    await _until(lambda: len(got["a"]) == 1 and len(got["b"]) == 2)
+    await until(lambda: len(got["a"]) == 1 and len(got["b"]) == 2)
     assert got["a"] == [{"to": "user"}]
     assert got["b"] == [{"to": "user"}, {"to": "phone"}]
 
-
-async def _until(check: Any, within: float = 5) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 async def test_events_validate_payloads_and_answer_in_the_error_shape(muster: Muster) -> None:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import aiohttp
 import pytest
 import socketio
 
-from tests.factories import Muster
+from tests.factories import Muster, until
 
 
 @pytest.fixture
@@ -25,13 +24,6 @@ def fast_beat(muster: Muster) -> Muster:
     gateway.heartbeat.tick = 0.05
     return muster
 
-
-async def _until(check: Any, within: float = 10) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_clients_that_answer_stay_connected_over_many_rounds(fast_beat: Muster) -> None:
@@ -62,14 +54,14 @@ async def test_a_client_that_stops_answering_is_closed(fast_beat: Muster) -> Non
         assert opened["pingInterval"] == 1000 and opened["pingTimeout"] == 1000
         await ws.send_str("40" + json.dumps({"token": s.access_token}))
         assert (await ws.receive_str(timeout=5)).startswith("40")
-        await _until(lambda: gateway.local_connections == 1)
+        await until(lambda: gateway.local_connections == 1)
         # Answer the first PING, then go silent.
         while await ws.receive_str(timeout=5) != "2":
             pass
         await ws.send_str("3")
         while await ws.receive_str(timeout=5) != "2":
             pass
-        await _until(lambda: gateway.local_connections == 0, within=5)  # closed, disconnect hooks ran
+        await until(lambda: gateway.local_connections == 0, within=5)  # closed, disconnect hooks ran
         assert gateway.heartbeat.timed_out == 1
-        await _until(lambda: not gateway.sio.eio.sockets, within=2)  # and dropped from Engine.IO's table
+        await until(lambda: not gateway.sio.eio.sockets, within=2)  # and dropped from Engine.IO's table
         await ws.close()
