@@ -190,10 +190,9 @@ class RoomService:
 
     async def access(self, principal: Principal, room_id: str, action: str = "room.read") -> RoomAccess:
         """Load the room and the asker's membership; refuse (audited) unless they may `action`."""
-        room = await self._storage.get_room(room_id)
+        room, member = await self._storage.get_room_member(room_id, principal.user_id)
         if room is None:
             raise NotFound("no such room", code="room.not_found")
-        member = await self._storage.get_member(room_id, principal.user_id)
         access = RoomAccess(room, member)
         if member is None:
             await self._permissions.require(principal, action, access, subject_type="room", subject_id=room_id,

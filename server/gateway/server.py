@@ -326,6 +326,10 @@ class Gateway:
         """
 
         def decorator(handler: EventHandler) -> EventHandler:
+            counted = self._metrics.socket_events
+            ok, refused, failed = counted.labels(event, "ok"), counted.labels(event, "refused"), counted.labels(
+                event, "error")
+
             async def entry(sid: str, *args: Any) -> dict[str, Any]:
                 structlog.contextvars.clear_contextvars()
                 structlog.contextvars.bind_contextvars(sid=sid, socket_event=event)
@@ -346,15 +350,15 @@ class Gateway:
                         raise BadRequest(f"{event} takes no payload", code="request.invalid")
                     result = await handler(ctx, payload)
                 except AppError as exc:
-                    self._metrics.socket_events.labels(event, "refused").inc()
+                    refused.inc()
                     log.info("event refused", code=exc.code, message=exc.message)
                     return exc.to_dict()
                 except Exception:
-                    self._metrics.socket_events.labels(event, "error").inc()
+                    failed.inc()
                     self._metrics.errors.labels("socket").inc()
                     log.exception("unexpected error in socket event")
                     return error_body("internal", "internal server error")
-                self._metrics.socket_events.labels(event, "ok").inc()
+                ok.inc()
                 if isinstance(result, BaseModel):
                     result = result.model_dump(mode="json")
                 return {"data": result}

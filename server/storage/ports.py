@@ -158,6 +158,10 @@ class RoomStore(Protocol):
 
     async def get_member(self, room_id: str, user_id: str) -> Membership | None: ...
 
+    async def get_room_member(self, room_id: str, user_id: str) -> tuple[Room | None, Membership | None]:
+        """`get_room` and `get_member` together (the check made for every message): one read where
+        the backend can join them."""
+
     async def list_members(self, room_id: str) -> list[Membership]:
         """Members ordered by joined_at, then user id."""
 

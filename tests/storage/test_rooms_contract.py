@@ -170,6 +170,22 @@ async def test_membership_add_remove_and_role(storage: Storage) -> None:
     assert await storage.add_member(joined) is True  # rejoining works
 
 
+async def test_room_and_membership_read_together(storage: Storage) -> None:
+    room = await new_room(storage, "u1")
+    joined = member(room, "u2", role="admin", joined_at=3000, read_seq=0)
+    await storage.add_member(joined)
+    await append(storage, room)
+    assert await storage.mark_read(room.id, "u2", 1) == 1
+    current = await storage.get_room(room.id)
+    assert current is not None and current.last_seq == 1
+    assert await storage.get_room_member(room.id, "u2") == (current, replace(joined, read_seq=1))
+    assert await storage.get_room_member(room.id, "u1") == (current, await storage.get_member(room.id, "u1"))
+    assert await storage.get_room_member(room.id, "u9") == (current, None)
+    assert await storage.get_room_member("nope", "u2") == (None, None)
+    await storage.remove_member(room.id, "u2")
+    assert await storage.get_room_member(room.id, "u2") == (current, None)
+
+
 async def test_list_user_rooms_with_membership(storage: Storage) -> None:
     rooms = [await new_room(storage, "u1", "u2") for _ in range(3)]
     await new_room(storage, "u2")

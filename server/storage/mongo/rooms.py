@@ -15,6 +15,7 @@ Choices where the port is silent (the same as on SQLite):
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -133,6 +134,11 @@ class MongoRooms(MongoBase):
             return []
         cursor = self.collection(ROOMS).find({"_id": {"$in": list(members)}}, sort=[("_id", 1)])
         return [(_room(doc), members[doc["_id"]]) async for doc in cursor]
+
+    async def get_room_member(self, room_id: str, user_id: str) -> tuple[Room | None, Membership | None]:
+        # Two reads at once: one round trip's wait instead of two.
+        room, member = await asyncio.gather(self.get_room(room_id), self.get_member(room_id, user_id))
+        return room, (member if room is not None else None)
 
     async def get_member(self, room_id: str, user_id: str) -> Membership | None:
         doc = await self.collection(MEMBERSHIPS).find_one({"room_id": room_id, "user_id": user_id})

@@ -11,7 +11,12 @@ treats events without a sender as one sender (as MongoDB's index does), which th
 alone would not: it sees NULLs as distinct.
 
 Search: each message's tokens live in the FTS5 table `message_search` (rowid =
-`room_events.pk`), joined by spaces and read by FTS5's unicode61 tokenizer. A query
+`room_events.pk`), joined by spaces and read by FTS5's unicode61 tokenizer. A new message's
+tokens are first appended to the plain table `search_pending` in the message's own transaction
+(an FTS5 write costs several times a row's) and moved into `message_search` in batches: a
+second after the first of them, at once when many wait, before every search (by any process
+sharing the file), and when the storage opens or closes. So a search always sees every stored
+message, and a message's tokens are never lost between the two tables. A query
 quotes every token as an FTS5 phrase, so no user input is read as query syntax. FTS5
 alone would be looser than "holds every token" (it ignores case and splits a token at
 punctuation), so each candidate is also checked for every token as a whole word of the
@@ -40,9 +45,13 @@ from typing import Any
 
 import aiosqlite
 
+from server.logging import get_logger
 from server.storage.ports import StorageConflict
 from server.storage.records import MESSAGE_KINDS, MessageAck, RoomEvent
 from server.storage.sqlite.db import SqliteBase
+from server.tasks import cancel_and_wait
+
+log = get_logger("muster.storage")
 
 # Bound as a parameter: `kind IN (SELECT value FROM json_each(?))`.
 _MESSAGE_KINDS_JSON = json.dumps(list(MESSAGE_KINDS))
@@ -86,7 +95,14 @@ def _match_query(tokens: list[str]) -> str:
     return " ".join('"' + token.replace('"', '""') + '"' for token in dict.fromkeys(tokens))
 
 
+# Pending search tokens are moved into the index this long after the first of them, or at once
+# when this many wait (a batch stays a few milliseconds of work on the event loop).
+SEARCH_DELAY = 1.0
+SEARCH_BATCH = 256
+
+
 async def _index_tokens(db: aiosqlite.Connection, pk: int, tokens: list[str]) -> None:
+    await db.execute("DELETE FROM search_pending WHERE pk = ?", (pk,))
     await db.execute("DELETE FROM message_search WHERE rowid = ?", (pk,))
     if tokens:
         await db.execute(
@@ -120,18 +136,27 @@ def _append_one(db: sqlite3.Connection, event: RoomEvent, tokens: list[str] | No
         raise StorageConflict(str(exc)) from None
     pk = cursor.lastrowid
     if tokens and event.kind in MESSAGE_KINDS and pk is not None:
-        # A new row's pk has no index entry yet (events are never deleted, so no pk is reused).
-        db.execute("INSERT INTO message_search (rowid, tokens) VALUES (?, ?)", (pk, " ".join(dict.fromkeys(tokens))))
+        # Indexed later, in a batch (`_index_pending`). A new row's pk has no index entry yet
+        # (events are never deleted, so no pk is reused).
+        db.execute("INSERT INTO search_pending (pk, tokens) VALUES (?, ?)", (pk, " ".join(dict.fromkeys(tokens))))
     return replace(event, seq=seq), True
 
 
 def _append_batch(batch: list[tuple[RoomEvent, list[str] | None]],
                   db: sqlite3.Connection) -> list[tuple[RoomEvent, bool] | Exception]:
-    """On the writer's thread: every append of `batch` in one transaction, each in a savepoint of its
-    own, so one that fails (unknown room, conflict) is undone alone and reported to its sender."""
+    """Every append of `batch` in one transaction, each in a savepoint of its own, so one that fails
+    (unknown room, conflict) is undone alone and reported to its sender (an append alone needs none)."""
     outcomes: list[tuple[RoomEvent, bool] | Exception] = []
     db.execute("BEGIN IMMEDIATE")
     try:
+        if len(batch) == 1:  # alone (no load): the transaction is its savepoint
+            try:
+                outcomes.append(_append_one(db, *batch[0]))
+            except (LookupError, StorageConflict, ValueError, TypeError) as exc:
+                db.execute("ROLLBACK")
+                return [exc]
+            db.execute("COMMIT")
+            return outcomes
         for event, tokens in batch:
             db.execute("SAVEPOINT append_event")
             try:
@@ -148,12 +173,79 @@ def _append_batch(batch: list[tuple[RoomEvent, list[str] | None]],
     return outcomes
 
 
+def _index_pending(db: sqlite3.Connection) -> int:
+    """Move every pending message's tokens into the full-text index, in one transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("INSERT INTO message_search (rowid, tokens) SELECT pk, tokens FROM search_pending")
+        moved = db.execute("DELETE FROM search_pending").rowcount
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return moved
+
+
 class SqliteEvents(SqliteBase):
     # Appends waiting for the writer: taken together, one transaction and one trip to the
     # writer's thread for all of them (group commit). Under load a room message costs a share of
     # one commit instead of a commit and eight trips of its own; alone, it waits for nothing.
     _appends: list[tuple[RoomEvent, list[str] | None, asyncio.Future[tuple[RoomEvent, bool]]]] | None = None
     _append_writer: asyncio.Task[None] | None = None
+    _search_pending = 0  # messages this process left in search_pending
+    _search_indexer: asyncio.Task[None] | None = None
+    _search_timer: asyncio.TimerHandle | None = None
+
+    async def open(self) -> None:
+        await super().open()
+        await self._index_search()  # what a process stopped before indexing
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            if self._search_timer is not None:
+                self._search_timer.cancel()
+                self._search_timer = None
+            await cancel_and_wait(self._search_indexer)
+            self._search_indexer = None
+            await self._index_search()
+        await super().close()
+
+    async def _index_search(self) -> None:
+        """Move the pending search tokens (of every process) into the full-text index."""
+        self._search_pending = 0
+        async with self._write_lock:
+            if self._write_on_loop(_index_pending) is None:  # locked by another process
+                await self._on_writer_thread(_index_pending)
+
+    def _pending_search(self, count: int) -> None:
+        """`count` more messages wait in search_pending: index them soon, at once when many wait."""
+        if not count:
+            return
+        self._search_pending += count
+        if self._search_indexer is not None:  # a batch is being written; it looks again when done
+            return
+        if self._search_pending >= SEARCH_BATCH:
+            if self._search_timer is not None:
+                self._search_timer.cancel()
+            self._start_indexer()
+        elif self._search_timer is None:
+            self._search_timer = asyncio.get_running_loop().call_later(SEARCH_DELAY, self._start_indexer)
+
+    def _start_indexer(self) -> None:
+        self._search_timer = None
+        if self._search_indexer is None:
+            self._search_indexer = asyncio.get_running_loop().create_task(self._run_indexer())
+
+    async def _run_indexer(self) -> None:
+        try:
+            await self._index_search()
+        except Exception:  # left pending: the next batch or search moves it
+            log.exception("search indexing failed")
+        finally:
+            self._search_indexer = None
+        waiting, self._search_pending = self._search_pending, 0
+        self._pending_search(waiting)  # what arrived meanwhile
 
     async def append_event(self, event: RoomEvent, *, search_tokens: list[str] | None = None) -> tuple[RoomEvent, bool]:
         loop = asyncio.get_running_loop()
@@ -185,6 +277,9 @@ class SqliteEvents(SqliteBase):
             if not isinstance(exc, Exception):
                 raise
             return
+        self._pending_search(sum(1 for (event, tokens, _), outcome in zip(batch, outcomes, strict=True)
+                                 if tokens and isinstance(outcome, tuple) and outcome[1]
+                                 and event.kind in MESSAGE_KINDS))
         for (_, _, done), outcome in zip(batch, outcomes, strict=True):
             if done.done():  # its sender gave up waiting; the message is stored all the same
                 continue
@@ -272,6 +367,8 @@ class SqliteEvents(SqliteBase):
         indexed = [token for token in wanted if _searchable(token)]
         if not room_ids or not indexed or limit <= 0:
             return []
+        if self._search_pending or await self.fetch_by_key("SELECT pk FROM search_pending LIMIT 1"):
+            await self._index_search()  # (also what another process sharing the file left pending)
         # MATCH narrows through the index; the NOT EXISTS keeps rows holding every token exactly.
         sql = (
             "SELECT e.* FROM message_search s JOIN room_events e ON e.pk = s.rowid"

@@ -359,4 +359,16 @@ MIGRATIONS: list[tuple[int, str]] = [
             WHERE client_id IS NOT NULL
         """,
     ),
+    (
+        6,
+        """
+        -- A new message's search tokens wait here (a plain table: one row appended in the
+        -- message's transaction) until they are moved into message_search in batches: one FTS5
+        -- write per batch instead of one per message. A search moves them first.
+        CREATE TABLE search_pending (
+            pk INTEGER PRIMARY KEY,
+            tokens TEXT NOT NULL
+        )
+        """,
+    ),
 ]

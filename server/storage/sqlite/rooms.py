@@ -135,6 +135,17 @@ class SqliteRooms(SqliteBase):
         )
         return [(_room(row), _membership(row, "m_")) for row in rows]
 
+    async def get_room_member(self, room_id: str, user_id: str) -> tuple[Room | None, Membership | None]:
+        row = await self.fetch_by_key(
+            "SELECT r.*, m.room_id AS m_room_id, m.user_id AS m_user_id, m.role AS m_role,"
+            " m.joined_at AS m_joined_at, m.read_seq AS m_read_seq"
+            " FROM rooms r LEFT JOIN memberships m ON m.room_id = r.id AND m.user_id = ? WHERE r.id = ?",
+            (user_id, room_id),
+        )
+        if row is None:
+            return None, None
+        return _room(row), (_membership(row, "m_") if row["m_user_id"] is not None else None)
+
     async def get_member(self, room_id: str, user_id: str) -> Membership | None:
         row = await self.fetch_by_key("SELECT * FROM memberships WHERE room_id = ? AND user_id = ?", (room_id, user_id))
         return _membership(row) if row else None
