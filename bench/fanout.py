@@ -33,9 +33,12 @@ lost, duplicated or delivered outside its room.
 
     .venv/bin/python bench/fanout.py [--cases big-room,two-nodes,many-rooms] [--rooms R] [--members N]
                                      [--messages M] [--rate R] [--max-rate R2] [--nodes 1|2] [--no-deflate]
-                                     [--servers muster,bare-python,node] [--py-spy DIR] [--quick]
+                                     [--servers muster,bare-python,node] [--rounds N] [--py-spy DIR] [--quick]
 
-`--nodes` runs every chosen case on that many server processes (2: joined by Redis).
+`--nodes` runs every chosen case on that many server processes (2: joined by Redis). `--rounds N`
+runs each case N times, the servers taking turns (the order reversed every other round, so a drift
+of the machine's speed during a case weighs on both sides), and the summary gives each ratio's
+median with every round's value.
 Needs Node and npm: `npm ci` installs socket.io, its Redis adapter and the load generator's client into
 bench/node/ when node_modules lacks one of them or holds another version than package.json pins;
 two nodes need `redis-server` on PATH.
@@ -52,6 +55,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -518,6 +522,10 @@ async def main() -> None:
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
                         help="sample the Python servers with py-spy during the measured phases; collapsed stacks "
                              "(flamegraph input) to DIR/<case>-<server>.collapsed")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every case this many times, the servers in turn (reversed order every other "
+                             "round), and summarise each ratio by its median over the rounds: on a noisy machine "
+                             "one round's low-load figures can move by a quarter")
     parser.add_argument("--timeout", type=float, default=240.0, help="hard limit per server and case, seconds")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 room of 50 (one node and two) and 10 rooms of 5, 50 messages "
@@ -535,6 +543,8 @@ async def main() -> None:
                      messages=args.messages or c.messages, rate=args.rate or c.rate,
                      max_rate=c.max_rate if args.max_rate is None else args.max_rate, nodes=args.nodes or c.nodes)
              for c in cases]
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be at least 1")
     if any(c.members < 2 for c in cases):
         raise SystemExit("--members must be at least 2 (a sender and a receiver)")
     chosen = [s.strip() for s in args.servers.split(",") if s.strip()]
@@ -585,49 +595,38 @@ async def main() -> None:
             started = time.monotonic()
             await seed_muster_users(data, users)
             print(f"seeded {users} Muster users in {time.monotonic() - started:.1f}s", flush=True)
-        all_results: dict[str, dict[str, dict[str, Any]]] = {}
+        all_results: dict[str, list[dict[str, dict[str, Any]]]] = {}
         for case in cases:
             print(f"\n== {case.name}: {case.title} ({case.members - 1} receivers a message); {case.messages} messages "
                   f"at {case.rate:g}/s (steady)"
                   + (f", then at {case.max_rate:g}/s (overload)" if case.max_rate > 0 else ""), flush=True)
-            results = all_results[case.name] = {}
-            for name in chosen:
-                started = time.monotonic()
-                r = results[name] = await run_one(targets[name], case, args, node, pin, data, redis)
-                setup = r["setup_s"]
-                notes = [f"{name}: {time.monotonic() - started:.0f}s; set-up: sign-in {setup['sign_in']:.1f}s, "
-                         f"connect {setup['connect']:.1f}s, room join {setup['join']:.1f}s",
-                         f"event {r['event_bytes']} bytes on the wire",
-                         f"permessage-deflate {'on' if r['deflate'] else 'off'}"]
-                for phase_name, p in r["phases"].items():
-                    notes.append(f"{phase_name}: sender at most {p['send_lag_max_ms']:.0f} ms behind schedule")
-                    if len(p["node_cpu_shares"]) > 1:
-                        notes.append(f"{phase_name}: CPU per node " + " / ".join(
-                            f"{share:.0%}" for share in p["node_cpu_shares"]))
-                    if p["ack_errors"]:
-                        notes.append(f"{phase_name}: {p['ack_errors']} error acks, e.g. {p['first_ack_errors'][:1]}")
-                notes.append(f"server stopped {r['server_stop_s']:.1f}s after SIGTERM")
-                if r["out_of_order"]:
-                    notes.append(f"{r['out_of_order']} deliveries with a sequence number not above the previous one")
-                if r["strays"]:
-                    notes.append(f"{r['strays']} deliveries to a socket outside the message's room")
-                if r["log_lines"]:
-                    notes.append(f"server log: {r['log_lines']} lines, the first: {r['log_first'][:300]}")
-                print("   " + "; ".join(notes), flush=True)
-            print()
-            print_table(f"{case.name}, steady", results, "steady")
-            print_table(f"{case.name}, overload", results, "overload")
-            print_ratios(results)
+            rounds = all_results[case.name] = []
+            for turn in range(args.rounds):
+                results: dict[str, dict[str, Any]] = {}
+                rounds.append(results)
+                label = f" (round {turn + 1} of {args.rounds})" if args.rounds > 1 else ""
+                if label:
+                    print(f"\n-- {case.name}{label}", flush=True)
+                for name in (chosen if turn % 2 == 0 else chosen[::-1]):
+                    started = time.monotonic()
+                    r = results[name] = await run_one(targets[name], case, args, node, pin, data, redis)
+                    print("   " + "; ".join(run_notes(name, r, time.monotonic() - started)), flush=True)
+                results = {name: results[name] for name in chosen}  # tables in the order asked for
+                print()
+                print_table(f"{case.name}, steady{label}", results, "steady")
+                print_table(f"{case.name}, overload{label}", results, "overload")
+                print_ratios(results)
+        rounds_note = f", median of {args.rounds} rounds (each round's in brackets)" if args.rounds > 1 else ""
         print("\nSummary: Muster / Node's socket.io, deliveries per server CPU-second (target >= 0.5"
               + ("; two nodes: both server processes' CPU, Redis's not counted" if any(c.nodes > 1 for c in cases)
-                 else "") + ")")
-        for case_name, results in all_results.items():
+                 else "") + rounds_note + ")")
+        for case_name, rounds in all_results.items():
             print("  " + case_name + ": " + ", ".join(
-                f"{phase} {cpu_ratio(results, 'node', phase)} (bare python-socketio / Node "
-                f"{cpu_ratio(results, 'node', phase, subject='bare-python')})"
-                for phase in ("steady", "overload") if phase in results.get("muster", {}).get("phases", {})))
-        broken = [f"{case_name}: {name} ({phase_name})" for case_name, results in all_results.items()
-                  for name, r in results.items() for phase_name, p in r["phases"].items()
+                f"{phase} {cpu_ratios(rounds, 'node', phase)} (bare python-socketio / Node "
+                f"{cpu_ratios(rounds, 'node', phase, subject='bare-python')})"
+                for phase in ("steady", "overload") if phase in rounds[0].get("muster", {}).get("phases", {})))
+        broken = [f"{case_name}: {name} ({phase_name})" for case_name, rounds in all_results.items()
+                  for results in rounds for name, r in results.items() for phase_name, p in r["phases"].items()
                   if not p["exactly_once"] or r["strays"]]
         if broken:
             raise SystemExit(f"NOT delivered exactly once: {', '.join(broken)}")
@@ -637,11 +636,47 @@ async def main() -> None:
         shutil.rmtree(data, ignore_errors=True)
 
 
-def cpu_ratio(results: dict[str, dict[str, Any]], base: str, phase: str, subject: str = "muster") -> str:
+def run_notes(name: str, r: dict[str, Any], seconds: float) -> list[str]:
+    """What one server's run says beside its figures: set-up, wire size, lag, errors, stop."""
+    setup = r["setup_s"]
+    notes = [f"{name}: {seconds:.0f}s; set-up: sign-in {setup['sign_in']:.1f}s, "
+             f"connect {setup['connect']:.1f}s, room join {setup['join']:.1f}s",
+             f"event {r['event_bytes']} bytes on the wire",
+             f"permessage-deflate {'on' if r['deflate'] else 'off'}"]
+    for phase_name, p in r["phases"].items():
+        notes.append(f"{phase_name}: sender at most {p['send_lag_max_ms']:.0f} ms behind schedule")
+        if len(p["node_cpu_shares"]) > 1:
+            notes.append(f"{phase_name}: CPU per node " + " / ".join(f"{share:.0%}" for share in p["node_cpu_shares"]))
+        if p["ack_errors"]:
+            notes.append(f"{phase_name}: {p['ack_errors']} error acks, e.g. {p['first_ack_errors'][:1]}")
+    notes.append(f"server stopped {r['server_stop_s']:.1f}s after SIGTERM")
+    if r["out_of_order"]:
+        notes.append(f"{r['out_of_order']} deliveries with a sequence number not above the previous one")
+    if r["strays"]:
+        notes.append(f"{r['strays']} deliveries to a socket outside the message's room")
+    if r["log_lines"]:
+        notes.append(f"server log: {r['log_lines']} lines, the first: {r['log_first'][:300]}")
+    return notes
+
+
+def cpu_ratio_value(results: dict[str, dict[str, Any]], base: str, phase: str,
+                    subject: str = "muster") -> float | None:
     a, b = results.get(subject), results.get(base)
     if a is None or b is None or phase not in a["phases"] or phase not in b["phases"]:
+        return None
+    x, y = a["phases"][phase]["deliveries_per_server_cpu_s"], b["phases"][phase]["deliveries_per_server_cpu_s"]
+    return x / y if x and y else None
+
+
+def cpu_ratios(rounds: list[dict[str, dict[str, Any]]], base: str, phase: str, subject: str = "muster") -> str:
+    """One round's ratio, or the median of several with each round's beside it."""
+    values = [cpu_ratio_value(results, base, phase, subject) for results in rounds]
+    known = [v for v in values if v is not None]
+    if not known:
         return "-"
-    return ratio(a["phases"][phase]["deliveries_per_server_cpu_s"], b["phases"][phase]["deliveries_per_server_cpu_s"])
+    if len(rounds) == 1:
+        return f"{known[0]:.2f}"
+    return f"{statistics.median(known):.2f} [" + " ".join("-" if v is None else f"{v:.2f}" for v in values) + "]"
 
 
 def exit_on_sigterm(signum: int, _frame: Any) -> None:

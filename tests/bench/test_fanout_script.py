@@ -12,6 +12,7 @@ the test fails, it does not skip.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -67,3 +68,38 @@ async def test_fanout_bench_runs_two_nodes_and_many_rooms_and_delivers_every_mes
     assert "NOT delivered exactly once" not in text, text
     summary = text[text.index("Summary: Muster / Node's socket.io"):]
     assert "two-nodes: steady" in summary and "many-rooms: steady" in summary, text
+
+
+async def test_fanout_bench_rounds_alternate_the_servers_and_summarise_by_median() -> None:
+    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"bench/fanout.py needs Node.js 18+ and npm on PATH; missing: {', '.join(missing)}",
+                    pytrace=False)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "bench" / "fanout.py"), "--quick", "--cases", "many-rooms", "--servers",
+        "muster,node", "--rounds", "2", "--max-rate", "0", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    try:
+        output, _ = await asyncio.wait_for(proc.communicate(), 85)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError("bench/fanout.py --rounds 2 did not finish within 85 s") from None
+    text = output.decode(errors="replace")
+    assert proc.returncode == 0, text
+    first, second = text.index("-- many-rooms (round 1 of 2)"), text.index("-- many-rooms (round 2 of 2)")
+    # Each round runs both servers, the second in the reverse order.
+    round_one, round_two = text[first:second], text[second:]
+    assert round_one.index("   muster:") < round_one.index("   node:"), text
+    assert round_two.index("   node:") < round_two.index("   muster:"), text
+    for title in ("many-rooms, steady (round 1 of 2):", "many-rooms, steady (round 2 of 2):"):
+        rows = table_rows(text, title)
+        assert set(rows) == {"muster", "node"}, (title, text)
+        assert all(columns[5] == "yes" for columns in rows.values()), (title, text)
+    summary = text[text.index("Summary: Muster / Node's socket.io"):]
+    assert "median of 2 rounds" in summary, text
+    line = next(line for line in summary.splitlines() if line.strip().startswith("many-rooms:"))
+    found = re.search(r"steady (\d+\.\d\d) \[(\d+\.\d\d) (\d+\.\d\d)\]", line)
+    assert found is not None, line
+    median, *values = (float(v) for v in found.groups())
+    assert abs(median - sum(values) / 2) <= 0.006, line  # the median of two is their mean (each rounded)

@@ -113,3 +113,23 @@ async def test_what_the_loop_wrote_is_checkpointed_within_seconds(tmp_path: Path
         assert count == 300
     finally:
         await storage.close()
+
+
+async def test_an_append_alone_commits_at_once_and_appends_made_together_share_one_commit(tmp_path: Path) -> None:
+    storage = SqliteStorage(tmp_path / "muster.db")
+    await storage.open()
+    try:
+        room = await new_room(storage, "u1")
+        before = storage._inline_commits
+        stored, created = await storage.append_event(make_event(room, client_id="alone"))
+        assert created and stored.seq == 1
+        assert storage._inline_commits == before + 1
+        assert storage._appends is None and storage._append_writer is None  # no batch was formed
+
+        before = storage._inline_commits
+        results = await asyncio.gather(*(storage.append_event(make_event(room, client_id=f"c{i}")) for i in range(40)))
+        # The first is written at once; the 39 made in the same step of the loop go in one transaction.
+        assert storage._inline_commits == before + 2
+        assert sorted(event.seq for event, _ in results) == list(range(2, 42))
+    finally:
+        await storage.close()

@@ -2,9 +2,10 @@
 
 Sequence numbers: `append_event` bumps `rooms.last_seq` and inserts the event in one
 transaction, so a room's events are numbered 1, 2, 3... without gaps (a failed insert
-rolls the bump back). Appends that wait for the writer together go in one transaction, each in
-a savepoint of its own (group commit): one that fails is undone alone, and none is answered
-before the transaction is committed. The transaction runs at once on the event loop's thread
+rolls the bump back). An append alone is written at once; the appends made after it in the same
+step of the event loop, or while the writer is busy, wait and go together in one transaction, each
+in a savepoint of its own (group commit): one that fails is undone alone, and none is answered
+before the transaction is committed. The transaction runs on the event loop's thread
 (`_write_on_loop`), or on the writer's thread when another process holds the file's lock. An unknown room
 raises LookupError. Resends are found by a lookup inside that transaction; `sender_id IS ?`
 treats events without a sender as one sender (as MongoDB's index does), which the unique index
@@ -188,11 +189,12 @@ def _index_pending(db: sqlite3.Connection) -> int:
 
 
 class SqliteEvents(SqliteBase):
-    # Appends waiting for the writer: taken together, one transaction and one trip to the
-    # writer's thread for all of them (group commit). Under load a room message costs a share of
-    # one commit instead of a commit and eight trips of its own; alone, it waits for nothing.
+    # Appends waiting for the writer: taken together, one transaction for all of them (group
+    # commit). Under load a room message costs a share of one commit instead of a commit of its
+    # own; alone, it is written at once.
     _appends: list[tuple[RoomEvent, list[str] | None, asyncio.Future[tuple[RoomEvent, bool]]]] | None = None
     _append_writer: asyncio.Task[None] | None = None
+    _append_step = False  # an append was written alone in this step of the event loop
     _search_pending = 0  # messages this process left in search_pending
     _search_indexer: asyncio.Task[None] | None = None
     _search_timer: asyncio.TimerHandle | None = None
@@ -249,6 +251,19 @@ class SqliteEvents(SqliteBase):
 
     async def append_event(self, event: RoomEvent, *, search_tokens: list[str] | None = None) -> tuple[RoomEvent, bool]:
         loop = asyncio.get_running_loop()
+        if self._appends is None and not self._append_step and not self._write_lock.locked():
+            # Alone: written at once, with no batch to wait for (no task, no trip round the loop).
+            # Appends made later in this same step of the loop wait and go together (group commit).
+            self._append_step = True
+            loop.call_soon(self._end_append_step)
+            outcomes = self._write_on_loop(partial(_append_batch, [(event, search_tokens)]))
+            if outcomes is not None:
+                self._count_pending_search([event], [search_tokens], outcomes)
+                outcome = outcomes[0]
+                if isinstance(outcome, Exception):
+                    raise outcome
+                return outcome
+            # The file is locked by another process: the batch below waits for it off the loop.
         done: asyncio.Future[tuple[RoomEvent, bool]] = loop.create_future()
         if self._appends is None:
             self._appends = [(event, search_tokens, done)]
@@ -256,6 +271,15 @@ class SqliteEvents(SqliteBase):
         else:
             self._appends.append((event, search_tokens, done))
         return await done
+
+    def _end_append_step(self) -> None:
+        self._append_step = False
+
+    def _count_pending_search(self, events: list[RoomEvent], tokens: list[list[str] | None],
+                              outcomes: list[tuple[RoomEvent, bool] | Exception]) -> None:
+        self._pending_search(sum(1 for event, words, outcome in zip(events, tokens, outcomes, strict=True)
+                                 if words and isinstance(outcome, tuple) and outcome[1]
+                                 and event.kind in MESSAGE_KINDS))
 
     async def _write_appends(self) -> None:
         batch: list[tuple[RoomEvent, list[str] | None, asyncio.Future[tuple[RoomEvent, bool]]]] = []
@@ -277,9 +301,7 @@ class SqliteEvents(SqliteBase):
             if not isinstance(exc, Exception):
                 raise
             return
-        self._pending_search(sum(1 for (event, tokens, _), outcome in zip(batch, outcomes, strict=True)
-                                 if tokens and isinstance(outcome, tuple) and outcome[1]
-                                 and event.kind in MESSAGE_KINDS))
+        self._count_pending_search([event for event, _, _ in batch], [tokens for _, tokens, _ in batch], outcomes)
         for (_, _, done), outcome in zip(batch, outcomes, strict=True):
             if done.done():  # its sender gave up waiting; the message is stored all the same
                 continue
