@@ -21,6 +21,7 @@ import socketio
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from socketio import packet as sio_packet
 
 from server.auth.service import AuthService, Principal
 from server.bus import Bus
@@ -44,6 +45,10 @@ ROOMS_TOPIC = "sockets.rooms"
 CLOSE_BATCH = 500
 
 
+_COMPACT_ARGS = {"separators": (",", ":")}
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 class Utf8Json:
     """The JSON module python-socketio encodes with: UTF-8 text as is, not as \\uXXXX escapes
     (Chinese text would otherwise cost six bytes a character on the wire instead of three)."""
@@ -52,7 +57,31 @@ class Utf8Json:
 
     @staticmethod
     def dumps(obj: Any, **kwargs: Any) -> str:
+        if kwargs == _COMPACT_ARGS:  # how python-socketio encodes every packet: one encoder, made once
+            return _COMPACT.encode(obj)
         return json.dumps(obj, ensure_ascii=False, **kwargs)
+
+
+class MusterPacket(sio_packet.Packet):  # type: ignore[misc]
+    """python-socketio's packet, with `Utf8Json` and a binary check that walks the data without
+    recursion. Every packet sent (each broadcast and each ack) is checked for binary attachments;
+    the library's check makes a call, a list and a reduce per item of the data."""
+
+    json = Utf8Json
+
+    @classmethod
+    def data_is_binary(cls, data: Any) -> bool:
+        # As the library's: bytes or bytearray anywhere in nested lists and dict values.
+        stack = [data]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, (bytes, bytearray)):
+                return True
+        return False
 
 
 class TokenBucket:
@@ -117,6 +146,7 @@ class Gateway:
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
             client_manager=manager,
+            serializer=MusterPacket,
             json=Utf8Json,
             cors_allowed_origins="*" if "*" in origins else (origins or None),
             logger=False,

@@ -219,3 +219,40 @@ async def test_a_closed_recipient_is_skipped(muster: Muster) -> None:
     await until(lambda: all(len(box) == 20 for box in (got[0], got[1])))
     await until(lambda: gone not in muster.kernel.gateway._contexts)
     assert got == [list(range(20)), list(range(20))]
+
+
+def test_the_packet_class_finds_binary_data_where_python_socketio_s_does() -> None:
+    from socketio import packet as sio_packet
+
+    from server.gateway.server import MusterPacket
+
+    samples: list[Any] = [
+        None, 1, "text", b"raw", bytearray(b"raw"), [], {}, ["a", 1, None], {"k": "v", "n": [1, {"x": 2}]},
+        ["ev", {"deep": [{"deeper": [b"bytes"]}]}], {"a": {"b": {"c": bytearray(3)}}}, [[[[[[b""]]]]]],
+        ("tuples", b"are not walked"), {"keys": "only values count", b"key": 1}, [{"x": 1}] * 50 + [b"last"],
+    ]
+    for data in samples:
+        assert MusterPacket.data_is_binary(data) == sio_packet.Packet.data_is_binary(data), data
+
+
+def test_packets_encode_compact_utf8_json() -> None:
+    from socketio import packet as sio_packet
+
+    from server.gateway.server import MusterPacket
+
+    data = ["room.event", {"text": "水位上涨", "n": [1, 2.5, None, True]}]
+    encoded = MusterPacket(sio_packet.EVENT, data=data).encode()
+    assert encoded == '2["room.event",{"text":"水位上涨","n":[1,2.5,null,true]}]'
+    assert json.loads(encoded[1:]) == data
+    assert MusterPacket(sio_packet.EVENT, data=["x", b"\x00\x01"]).packet_type == sio_packet.BINARY_EVENT
+
+
+async def test_binary_emits_still_reach_their_recipients(muster: Muster) -> None:
+    sio = muster.kernel.gateway.sio
+    assert sio.packet_class.__name__ == "MusterPacket"
+    clients = await _members(muster, 2)
+    got = _record(clients)
+    await sio.emit("n", {"name": "现场.jpg", "blob": b"\x89PNG\x00\xff"}, room=ROOM)
+    await until(lambda: all(box for box in got))
+    for box in got:
+        assert box == [{"name": "现场.jpg", "blob": b"\x89PNG\x00\xff"}]
