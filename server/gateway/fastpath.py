@@ -42,8 +42,10 @@ from typing import Any
 
 import socketio
 from aiohttp import web
+from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers.aiohttp import WebSocket as EngineIoWebSocket
+from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 
 from server.logging import get_logger
@@ -90,7 +92,10 @@ class FastWebSocket(EngineIoWebSocket):  # type: ignore[misc]
         if eio_socket is not None:
             setattr(eio_socket, _WS_ATTR, self)
         try:
-            await self.handler(self)
+            if isinstance(eio_socket, AsyncSocket):
+                await serve_websocket(eio_socket, self)
+            else:
+                await self.handler(self)
         finally:
             if eio_socket is not None and getattr(eio_socket, _WS_ATTR, None) is self:
                 delattr(eio_socket, _WS_ATTR)
@@ -112,6 +117,86 @@ class FastWebSocket(EngineIoWebSocket):  # type: ignore[misc]
     async def send(self, message: str | bytes) -> None:
         # Engine.IO's writer task: no await here, so what it took from the queue is written at once.
         self.write_frame(ws_frame(message))
+
+
+async def serve_websocket(s: AsyncSocket, ws: FastWebSocket) -> None:
+    """python-engineio's websocket session (`AsyncSocket._websocket_handler`: the upgrade from
+    long-polling, the writer task, the receive loop), without a task and a `wait_for` timer made for
+    every message received: there each receive ran in a task of its own, awaited with a timeout of
+    ping_interval + ping_timeout. A silent client is closed by `heartbeat.py` instead, whose CLOSE
+    ends the writer, which closes the websocket and so ends this loop (within the same bound)."""
+    server = s.server
+    limit = server.max_http_buffer_size
+
+    async def receive() -> str | bytes | None:
+        data: str | bytes | None = await ws.wait()
+        if data and len(data) > limit:
+            raise ValueError("packet is too large")
+        return data
+
+    if s.connected:  # an upgrade from long-polling: the probe, then UPGRADE
+        s.upgrading = True  # hold packet sends during the upgrade
+        try:
+            probe = await receive()
+        except OSError:
+            return
+        decoded = eio_packet.Packet(encoded_packet=probe)
+        if decoded.packet_type != eio_packet.PING or decoded.data != "probe":
+            s.upgrading = False
+            return
+        await ws.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+        await s.queue.put(eio_packet.Packet(eio_packet.NOOP))  # end the pending poll
+        try:
+            upgrade = await receive()
+        except OSError:
+            s.upgrading = False
+            return
+        if eio_packet.Packet(encoded_packet=upgrade).packet_type != eio_packet.UPGRADE:
+            s.upgraded = False
+            s.upgrading = False
+            return
+        s.upgraded = True
+        s.upgrading = False
+    else:
+        s.connected = True
+        s.upgraded = True
+
+    async def writer() -> None:
+        while True:
+            try:
+                packets = await s.poll()
+            except eio_exceptions.QueueEmpty:
+                break
+            if not packets:  # the connection was closed
+                break
+            try:
+                for pkt in packets:
+                    await ws.send(pkt.encode())
+            except Exception:
+                break
+        await ws.close()
+
+    writer_task = asyncio.ensure_future(writer())
+    while True:
+        try:
+            received = await receive()
+        except asyncio.CancelledError:
+            break
+        except Exception:  # the websocket closed or failed, or the packet was too large
+            break
+        if received is None:  # closed by the client
+            break
+        try:
+            await s.receive(eio_packet.Packet(encoded_packet=received))
+        except eio_exceptions.UnknownPacketError:
+            pass
+        except eio_exceptions.SocketIsClosedError:
+            break
+        except Exception:
+            log.exception("unexpected error in a received packet")
+    await s.queue.put(None)  # unblock the writer so it can end
+    await writer_task
+    await s.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
 
 
 def install_fastpath(sio: socketio.AsyncServer, *, send_buffer_limit: int = DEFAULT_SEND_BUFFER_LIMIT) -> None:

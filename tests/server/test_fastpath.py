@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 import aiohttp
+import pytest
 import socketio
 
 from server.gateway.fastpath import FastManager, deliver_local, install_fastpath
@@ -256,3 +257,50 @@ async def test_binary_emits_still_reach_their_recipients(muster: Muster) -> None
     await until(lambda: all(box for box in got))
     for box in got:
         assert box == [{"name": "现场.jpg", "blob": b"\x89PNG\x00\xff"}]
+
+
+async def test_websocket_sessions_are_served_by_muster_s_receive_loop(
+    muster: Muster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engineio.async_socket import AsyncSocket
+
+    async def refuse(self: AsyncSocket, ws: Any) -> None:
+        raise AssertionError("python-engineio's own websocket handler was used")
+
+    monkeypatch.setattr(AsyncSocket, "_websocket_handler", refuse)
+    (client,) = await _members(muster, 1)
+    got = _record([client])
+    await muster.kernel.gateway.sio.emit("n", {"x": 1}, room=ROOM)
+    await until(lambda: got[0] == [{"x": 1}])
+    for _ in range(3):  # several packets in turn on one connection, each answered
+        assert (await client.call("whoami", timeout=5))["data"]["sid"] == client.get_sid("/")
+
+
+async def test_a_client_upgrading_from_long_polling_reaches_the_direct_path(muster: Muster) -> None:
+    gateway = muster.kernel.gateway
+    s = await muster.session()
+    client = socketio.AsyncClient(reconnection=False)
+    muster.sockets.append(client)
+    await client.connect(muster.url, auth={"token": s.access_token}, transports=["polling", "websocket"],
+                         wait_timeout=5)
+    await until(lambda: client.transport() == "websocket")
+    sid = client.get_sid("/")
+    eio_socket = gateway.sio.eio.sockets[gateway.sio.manager.eio_sid_from_sid(sid, "/")]
+    await until(lambda: eio_socket.upgraded and not eio_socket.upgrading)
+    assert eio_socket.__dict__.get("_muster_ws") is not None
+    await gateway.sio.enter_room(sid, ROOM)
+    got = _record([client])
+    for i in range(5):
+        await gateway.sio.emit("n", {"i": i}, room=ROOM)
+    await until(lambda: len(got[0]) == 5)
+    assert got[0] == [{"i": i} for i in range(5)]
+    assert (await client.call("whoami", timeout=5))["data"]["sid"] == sid
+
+
+async def test_a_client_closing_its_websocket_ends_its_session(muster: Muster) -> None:
+    gateway = muster.kernel.gateway
+    async with aiohttp.ClientSession() as http:
+        ws, user_id = await _raw_member(muster, http)
+        await until(lambda: len(gateway.contexts_of_user(user_id)) == 1)
+        await ws.close()
+        await until(lambda: not gateway.contexts_of_user(user_id))  # disconnect hooks ran
