@@ -222,7 +222,7 @@ CASES = {
     # (b) the same room split across two nodes: a cluster behind a load balancer.
     "two-nodes": Case("two-nodes", rooms=1, members=1000, messages=200, rate=20.0, max_rate=200.0, nodes=2),
     # (c) many small rooms: teams at work. Muster's per-message storage shows here.
-    "many-rooms": Case("many-rooms", rooms=100, members=20, messages=1000, rate=100.0, max_rate=2000.0),
+    "many-rooms": Case("many-rooms", rooms=100, members=20, messages=3000, rate=100.0, max_rate=2000.0),
 }
 
 
