@@ -9,33 +9,17 @@ fails, it does not skip.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
-import sys
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.scripts import require_tools, run_bench
 
 
 async def test_capacity_bench_holds_every_device_and_delivers_every_message_once(tmp_path: Path) -> None:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.fail("bench/capacity.py drives Muster with a Node load generator and needs Node.js 18+ and npm on "
-                    "PATH (e.g. `apt-get install nodejs npm`); they are missing", pytrace=False)
+    require_tools("capacity.py", ("node", "npm"), "drives Muster with a Node load generator and needs Node.js 18+ "
+                  "and npm (e.g. `apt-get install nodejs npm`)")
     figures = tmp_path / "capacity.json"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "bench" / "capacity.py"), "--quick", "--servers", "muster",
-        "--json", str(figures), cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    try:
-        output, _ = await asyncio.wait_for(proc.communicate(), 150)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError("bench/capacity.py --quick did not finish within 150 s") from None
-    text = output.decode(errors="replace")
-    assert proc.returncode == 0, text
+    text = await run_bench("capacity.py", "--quick", "--servers", "muster", "--json", str(figures), within=150)
 
     assert "held 200 of 200 connections" in text, text
     assert "memory per connection: idle" in text, text

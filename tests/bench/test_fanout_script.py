@@ -4,22 +4,18 @@ Muster, the bare python-socketio server and Node's socket.io, with the real Node
 real sockets.
 
 It checks that the script exits 0 and prints the two-node tables with a row per server, each with
-every message delivered exactly once (counted by the load generator). No timing is asserted: figures
+every message delivered exactly once (counted by the load generator); and that `--rounds 2` runs
+each server twice, in the reverse order the second time, and summarises by the median. No timing is asserted: figures
 are the benchmark's business. Needs Node 18+, npm and redis-server on PATH (so does CI): without them
 the test fails, it does not skip.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-import shutil
-import sys
-from pathlib import Path
 
-import pytest
+from tests.bench.scripts import require_tools, run_bench
 
-ROOT = Path(__file__).resolve().parents[2]
 SERVERS = ("muster", "bare-python", "node")
 
 
@@ -38,23 +34,12 @@ def table_rows(text: str, title: str) -> dict[str, list[str]]:
 
 
 async def test_fanout_bench_runs_two_nodes_and_many_rooms_and_delivers_every_message_once() -> None:
-    missing = [tool for tool in ("node", "npm", "redis-server") if shutil.which(tool) is None]
-    if missing:
-        pytest.fail(f"bench/fanout.py drives the servers with a Node load generator, runs Node's socket.io and "
-                    f"starts a redis-server for the two-node case: it needs Node.js 18+, npm and redis-server on "
-                    f"PATH (e.g. `apt-get install nodejs npm redis-server`); missing: {', '.join(missing)}",
-                    pytrace=False)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "bench" / "fanout.py"), "--quick", "--cases", "two-nodes,many-rooms",
-        "--servers", ",".join(SERVERS), cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    try:
-        output, _ = await asyncio.wait_for(proc.communicate(), 85)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError("bench/fanout.py --quick did not finish within 85 s") from None
-    text = output.decode(errors="replace")
-    assert proc.returncode == 0, text
+    require_tools("fanout.py", ("node", "npm", "redis-server"),
+                  "drives the servers with a Node load generator, runs Node's socket.io and starts a "
+                  "redis-server for the two-node case: it needs Node.js 18+, npm and redis-server "
+                  "(e.g. `apt-get install nodejs npm redis-server`)")
+    text = await run_bench("fanout.py", "--quick", "--cases", "two-nodes,many-rooms", "--servers", ",".join(SERVERS),
+                           within=85)
 
     assert "== two-nodes: 1 room x 50 members on 2 nodes joined by Redis" in text, text
     assert "== many-rooms: 10 rooms x 5 members on one node" in text, text
@@ -71,22 +56,9 @@ async def test_fanout_bench_runs_two_nodes_and_many_rooms_and_delivers_every_mes
 
 
 async def test_fanout_bench_rounds_alternate_the_servers_and_summarise_by_median() -> None:
-    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
-    if missing:
-        pytest.fail(f"bench/fanout.py needs Node.js 18+ and npm on PATH; missing: {', '.join(missing)}",
-                    pytrace=False)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "bench" / "fanout.py"), "--quick", "--cases", "many-rooms", "--servers",
-        "muster,node", "--rounds", "2", "--max-rate", "0", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
-    try:
-        output, _ = await asyncio.wait_for(proc.communicate(), 85)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError("bench/fanout.py --rounds 2 did not finish within 85 s") from None
-    text = output.decode(errors="replace")
-    assert proc.returncode == 0, text
+    require_tools("fanout.py", ("node", "npm"), "needs Node.js 18+ and npm")
+    text = await run_bench("fanout.py", "--quick", "--cases", "many-rooms", "--servers", "muster,node", "--rounds", "2",
+                           "--max-rate", "0", within=85)
     first, second = text.index("-- many-rooms (round 1 of 2)"), text.index("-- many-rooms (round 2 of 2)")
     # Each round runs both servers, the second in the reverse order.
     round_one, round_two = text[first:second], text[second:]
