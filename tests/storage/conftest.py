@@ -38,6 +38,17 @@ def mongo_standin_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+async def sqlite_storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
+    """For SQLite-only tests: the adapter open on a real file, `tmp_path / "muster.db"`."""
+    opened = SqliteStorage(tmp_path / "muster.db")
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
 @pytest.fixture(params=BACKENDS)
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
     mongo: MongoStorage | None = None

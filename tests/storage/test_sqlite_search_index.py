@@ -4,7 +4,6 @@ batches, without a search ever missing a stored message."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,66 +24,56 @@ def _rows(path: Path, table: str) -> list[tuple[int, str]]:
         conn.close()
 
 
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
-    opened = SqliteStorage(tmp_path / "muster.db")
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-async def test_a_new_message_waits_unindexed_and_a_search_still_finds_it(storage: SqliteStorage) -> None:
-    room = await new_room(storage, "u1")
-    message = await append(storage, room, tokens=["水位", "上涨", "水位"])
-    assert [tokens for _, tokens in _rows(storage.path, "search_pending")] == ["水位 上涨"]
-    assert _rows(storage.path, "message_search") == []
-    assert [e.id for e in await storage.search_messages([room.id], ["上涨"])] == [message.id]
-    assert _rows(storage.path, "search_pending") == []
-    assert [tokens for _, tokens in _rows(storage.path, "message_search")] == ["水位 上涨"]
+async def test_a_new_message_waits_unindexed_and_a_search_still_finds_it(sqlite_storage: SqliteStorage) -> None:
+    room = await new_room(sqlite_storage, "u1")
+    message = await append(sqlite_storage, room, tokens=["水位", "上涨", "水位"])
+    assert [tokens for _, tokens in _rows(sqlite_storage.path, "search_pending")] == ["水位 上涨"]
+    assert _rows(sqlite_storage.path, "message_search") == []
+    assert [e.id for e in await sqlite_storage.search_messages([room.id], ["上涨"])] == [message.id]
+    assert _rows(sqlite_storage.path, "search_pending") == []
+    assert [tokens for _, tokens in _rows(sqlite_storage.path, "message_search")] == ["水位 上涨"]
 
 
 async def test_pending_tokens_are_indexed_a_moment_later_without_a_search(
-    storage: SqliteStorage, monkeypatch: pytest.MonkeyPatch
+    sqlite_storage: SqliteStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_events, "SEARCH_DELAY", 0.05)
-    room = await new_room(storage, "u1")
-    await append(storage, room, tokens=["堤坝"])
-    await append(storage, room, tokens=["险情"])
-    await until(lambda: not _rows(storage.path, "search_pending"))
-    assert sorted(tokens for _, tokens in _rows(storage.path, "message_search")) == ["堤坝", "险情"]
+    room = await new_room(sqlite_storage, "u1")
+    await append(sqlite_storage, room, tokens=["堤坝"])
+    await append(sqlite_storage, room, tokens=["险情"])
+    await until(lambda: not _rows(sqlite_storage.path, "search_pending"))
+    assert sorted(tokens for _, tokens in _rows(sqlite_storage.path, "message_search")) == ["堤坝", "险情"]
 
 
-async def test_a_full_batch_is_indexed_at_once(storage: SqliteStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_full_batch_is_indexed_at_once(sqlite_storage: SqliteStorage, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite_events, "SEARCH_DELAY", 3600.0)
     monkeypatch.setattr(sqlite_events, "SEARCH_BATCH", 3)
-    room = await new_room(storage, "u1")
-    await append(storage, room, tokens=["一"], client_id="c1")
-    await append(storage, room, tokens=["二"], client_id="c2")
-    assert len(_rows(storage.path, "search_pending")) == 2
-    await append(storage, room, tokens=["三"], client_id="c3")
-    await until(lambda: not _rows(storage.path, "search_pending"))
-    assert len(_rows(storage.path, "message_search")) == 3
+    room = await new_room(sqlite_storage, "u1")
+    await append(sqlite_storage, room, tokens=["一"], client_id="c1")
+    await append(sqlite_storage, room, tokens=["二"], client_id="c2")
+    assert len(_rows(sqlite_storage.path, "search_pending")) == 2
+    await append(sqlite_storage, room, tokens=["三"], client_id="c3")
+    await until(lambda: not _rows(sqlite_storage.path, "search_pending"))
+    assert len(_rows(sqlite_storage.path, "message_search")) == 3
 
 
-async def test_events_that_are_not_messages_and_resends_leave_nothing_pending(storage: SqliteStorage) -> None:
-    room = await new_room(storage, "u1")
-    await append(storage, room, kind="member.joined", body={"user_id": "u2"}, tokens=["加入"])
-    first = await append(storage, room, tokens=["水位"], client_id="c1")
-    again, created = await storage.append_event(first, search_tokens=["水位"])
+async def test_events_that_are_not_messages_and_resends_leave_nothing_pending(sqlite_storage: SqliteStorage) -> None:
+    room = await new_room(sqlite_storage, "u1")
+    await append(sqlite_storage, room, kind="member.joined", body={"user_id": "u2"}, tokens=["加入"])
+    first = await append(sqlite_storage, room, tokens=["水位"], client_id="c1")
+    again, created = await sqlite_storage.append_event(first, search_tokens=["水位"])
     assert not created and again.id == first.id
-    assert [tokens for _, tokens in _rows(storage.path, "search_pending")] == ["水位"]
-    assert storage._search_pending == 1
+    assert [tokens for _, tokens in _rows(sqlite_storage.path, "search_pending")] == ["水位"]
+    assert sqlite_storage._search_pending == 1
 
 
-async def test_an_edit_before_indexing_replaces_the_pending_tokens(storage: SqliteStorage) -> None:
-    room = await new_room(storage, "u1")
-    message = await append(storage, room, tokens=["水位"])
-    assert await storage.update_message(room.id, message.id, body={"text": "堤坝"}, search_tokens=["堤坝"])
-    assert _rows(storage.path, "search_pending") == []
-    assert await storage.search_messages([room.id], ["水位"]) == []
-    assert [e.id for e in await storage.search_messages([room.id], ["堤坝"])] == [message.id]
+async def test_an_edit_before_indexing_replaces_the_pending_tokens(sqlite_storage: SqliteStorage) -> None:
+    room = await new_room(sqlite_storage, "u1")
+    message = await append(sqlite_storage, room, tokens=["水位"])
+    assert await sqlite_storage.update_message(room.id, message.id, body={"text": "堤坝"}, search_tokens=["堤坝"])
+    assert _rows(sqlite_storage.path, "search_pending") == []
+    assert await sqlite_storage.search_messages([room.id], ["水位"]) == []
+    assert [e.id for e in await sqlite_storage.search_messages([room.id], ["堤坝"])] == [message.id]
 
 
 async def test_closing_indexes_what_waits(tmp_path: Path) -> None:
